@@ -1,0 +1,6 @@
+"""`caloforge bench` (placeholder until implemented)."""
+
+
+def register(sub) -> None:
+    p = sub.add_parser("bench", help="(not implemented yet)")
+    p.set_defaults(func=lambda args: 1)

@@ -1,0 +1,5 @@
+"""`caloforge data make` and `caloforge data presets` (placeholder until implemented)."""
+
+
+def register(dsub) -> None:
+    pass
