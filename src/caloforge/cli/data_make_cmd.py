@@ -1,5 +1,52 @@
-"""`caloforge data make` and `caloforge data presets` (placeholder until implemented)."""
+"""`caloforge data make` (GFlash showers for a detector preset) and `caloforge data presets`."""
+
+from __future__ import annotations
+
+import argparse
+
+from caloforge.errors import ConfigError
+
+
+def _energy_range_gev(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(x) for x in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW:HIGH in GeV like 1:100, found {text!r}") from None
+    return lo, hi
 
 
 def register(dsub) -> None:
-    pass
+    m = dsub.add_parser("make", help="generate GFlash showers for a detector preset into an HDF5 file")
+    m.add_argument("--detector", required=True, help="preset name (see `caloforge data presets`)")
+    m.add_argument("--n", type=int, required=True, help="number of showers")
+    m.add_argument("--energy-range", type=_energy_range_gev, default=(1.0, 100.0),
+                   help="incident energies LOW:HIGH in GeV, sampled log-uniform (default 1:100)")
+    m.add_argument("--seed", type=int, default=0, help="random seed; same seed, same file (default 0)")
+    m.add_argument("--out", required=True, help="output HDF5 file (written atomically)")
+    m.add_argument("--chunk", type=int, default=1000, help="showers generated and written per step (default 1000)")
+    m.set_defaults(func=_make)
+
+    p = dsub.add_parser("presets", help="list the detector presets of the GFlash generator")
+    p.set_defaults(func=_presets)
+
+
+def _make(args) -> int:
+    from caloforge.simulate.detectors import get_detector
+    from caloforge.simulate.generate import make_file
+
+    spec = get_detector(args.detector)
+    lo, hi = args.energy_range
+    if not (0 < lo <= hi):
+        raise ConfigError(f"--energy-range: expected 0 < LOW <= HIGH GeV, found {lo:g}:{hi:g}")
+    path = make_file(spec, args.n, args.out, energy_range=(lo * 1e3, hi * 1e3), seed=args.seed, chunk=args.chunk,
+                     show_progress=True)
+    print(f"wrote {args.n} {spec.name} showers ({spec.geometry.n_voxels} voxels, {lo:g}-{hi:g} GeV) to {path}")
+    return 0
+
+
+def _presets(args) -> int:
+    from caloforge.simulate.detectors import PRESETS
+
+    for spec in sorted(PRESETS.values(), key=lambda s: s.id):
+        print(spec.summary_line())
+    return 0

@@ -1,0 +1,197 @@
+"""The objective interface shared by flow matching, EDM, DDPM and VP, plus small helpers they all use.
+
+An objective owns everything that depends on the noising process: how training pairs are drawn, what the network
+input ``t_in`` means, how the network output is turned into a clean-data estimate, and which samplers apply. A network
+is any callable ``net(z, t_in, cond)`` with z (B, *S), t_in (B,), cond (B, C) or None, returning a tensor like z.
+Objectives are dataclasses whose init fields are exactly their config (``config()`` round-trips through
+``build_objective``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import torch
+
+from caloforge.errors import ConfigError
+
+Net = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
+
+
+class CallCounter:
+    """Wraps a network and counts its calls, so samplers report the NFE they actually used."""
+
+    def __init__(self, net: Net):
+        self.net, self.calls = net, 0
+
+    def __call__(self, z: torch.Tensor, t_in: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        self.calls += 1
+        return self.net(z, t_in, cond)
+
+
+class Objective(ABC):
+    """Base class: solver/steps resolution, option checking, NFE counting and the shared loss reduction."""
+
+    kind: ClassVar[str]
+    solvers: ClassVar[tuple[str, ...]]
+    default_solver: ClassVar[str]
+    default_steps: int  # a config field of every subclass
+    sample_options: ClassVar[frozenset[str]] = frozenset()
+    last_nfe: int | None = None
+
+    # ---- config ---------------------------------------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        """JSON-able config with ``kind`` first; ``build_objective(obj.config())`` rebuilds an equal objective."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
+        return {"kind": self.kind, **fields}
+
+    # ---- training -------------------------------------------------------------------------------------------------
+    @abstractmethod
+    def loss(
+        self, net: Net, x: torch.Tensor, cond: torch.Tensor | None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Scalar training loss for a batch of clean model-space data x (B, *S); noise from ``generator``."""
+
+    # ---- sampling -------------------------------------------------------------------------------------------------
+    def sample(
+        self,
+        net: Net,
+        noise: torch.Tensor,
+        cond: torch.Tensor | None,
+        solver: str | None = None,
+        steps: int | None = None,
+        generator: torch.Generator | None = None,
+        **opts: Any,
+    ) -> torch.Tensor:
+        """Map standard-normal ``noise`` (B, *S) to model-space samples; sets ``last_nfe`` to the network calls used."""
+        solver = self.resolve_solver(solver)
+        steps = self.resolve_steps(solver, steps)
+        unknown = sorted(set(opts) - self.sample_options)
+        if unknown:
+            raise ConfigError(
+                f"sampler options: unknown option '{unknown[0]}' for objective '{self.kind}'; "
+                f"expected one of {', '.join(sorted(self.sample_options)) or '(none)'}"
+            )
+        counter = CallCounter(net)
+        with torch.no_grad():
+            out = self._sample(counter, noise, cond, solver, steps, generator, **opts)
+        self.last_nfe = counter.calls
+        return out
+
+    @abstractmethod
+    def _sample(
+        self,
+        net: Net,
+        noise: torch.Tensor,
+        cond: torch.Tensor | None,
+        solver: str,
+        steps: int,
+        generator: torch.Generator | None,
+        **opts: Any,
+    ) -> torch.Tensor: ...
+
+    @abstractmethod
+    def nfe(self, solver: str | None = None, steps: int | None = None) -> int | None:
+        """Network calls ``sample`` makes with this solver and steps (None for adaptive solvers: see ``last_nfe``)."""
+
+    def resolve_solver(self, solver: str | None) -> str:
+        solver = self.default_solver if solver is None else solver
+        if solver not in self.solvers:
+            raise ConfigError(
+                f"sampler: field 'solver': expected one of {', '.join(self.solvers)} for objective '{self.kind}', "
+                f"found {solver!r}"
+            )
+        return solver
+
+    def resolve_steps(self, solver: str, steps: int | None) -> int:
+        steps = self.default_steps if steps is None else steps
+        if isinstance(steps, bool) or int(steps) != steps or steps < 1:
+            raise ConfigError(f"sampler: field 'steps': expected a positive integer, found {steps!r}")
+        return int(steps)
+
+    # ---- helpers for distillation ---------------------------------------------------------------------------------
+    @abstractmethod
+    def denoise(self, net: Net, z: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        """Clean-data estimate x_hat (B, *S) at the objective's own time / noise level t (B,)."""
+
+    @abstractmethod
+    def velocity(self, net: Net, z: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        """dz/dt of the objective's deterministic sampling ODE in its own time variable t (B,)."""
+
+    @abstractmethod
+    def step(
+        self, net: Net, z: torch.Tensor, t: torch.Tensor, s: torch.Tensor, cond: torch.Tensor | None
+    ) -> torch.Tensor:
+        """One deterministic first-order move from times t to s (both (B,)): the building block of progressive
+        distillation (two teacher steps -> one student step). Iterating it on a sampler's grid reproduces the
+        objective's first-order deterministic sampler (flow/EDM: Euler, DDPM/VP: DDIM)."""
+
+
+# ---- small shared helpers -------------------------------------------------------------------------------------------
+def expand(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Reshape a per-sample (B,) tensor to (B, 1, ..., 1) so it broadcasts against ``like`` of any rank."""
+    return t.reshape(-1, *([1] * (like.dim() - 1))).to(like.dtype)
+
+
+def per_sample_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error per sample (B,), computed in float32 even under bf16 autocast."""
+    diff = pred.float() - target.float()
+    return diff.pow(2).flatten(1).mean(dim=1)
+
+
+def randn(shape: tuple[int, ...], like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Standard normal draws on ``generator``'s device (so a CPU generator serves CUDA tensors), moved to like's."""
+    device = generator.device if generator is not None else like.device
+    return torch.randn(shape, generator=generator, device=device, dtype=torch.float32).to(
+        like.device, like.dtype
+    )
+
+
+def rand(shape: tuple[int, ...], like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Uniform [0, 1) draws, same device rules as :func:`randn`."""
+    device = generator.device if generator is not None else like.device
+    return torch.rand(shape, generator=generator, device=device, dtype=torch.float32).to(
+        like.device, like.dtype
+    )
+
+
+def full_t(value: float, like: torch.Tensor) -> torch.Tensor:
+    """A (B,) tensor filled with ``value`` on like's device (network time input during sampling)."""
+    return torch.full((like.shape[0],), float(value), device=like.device, dtype=like.dtype)
+
+
+# ---- config validation (one-line ConfigError messages) --------------------------------------------------------------
+def config_error(kind: str, field: str, expected: str, found: Any) -> ConfigError:
+    return ConfigError(f"objective '{kind}': field '{field}': expected {expected}, found {found!r}")
+
+
+def check_choice(kind: str, field: str, value: Any, options: tuple[str, ...]) -> None:
+    if value not in options:
+        raise ConfigError(
+            f"objective '{kind}': field '{field}': expected one of {', '.join(options)}, found {value!r}"
+        )
+
+
+def check_number(kind: str, field: str, value: Any, low: float | None = None, strict: bool = True) -> float:
+    """Return value as float; reject non-numbers, non-finite values and values at/below ``low``."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if strict else value >= low
+    if not ok:
+        bound = "" if low is None else f" {'>' if strict else '>='} {low}"
+        raise ConfigError(
+            f"objective '{kind}': field '{field}': expected a finite number{bound}, found {value!r}"
+        )
+    return float(value)
+
+
+def check_int(kind: str, field: str, value: Any, low: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(
+            f"objective '{kind}': field '{field}': expected an integer >= {low}, found {value!r}"
+        )
+    return value

@@ -1,0 +1,169 @@
+"""Detector descriptions and the named presets that `caloforge data make --detector` accepts.
+
+A detector is a homogeneous medium or a repeated absorber + active layer pair, read out on a regular cylindrical
+mesh aligned with the particle (as Par04 does). Each preset has a stable integer id (the ``detector_id`` condition
+and the index into a file's ``detector_names``); never renumber a preset, only append new ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from functools import cached_property
+
+from caloforge.data.geometry import Geometry
+from caloforge.errors import ConfigError
+from caloforge.simulate.materials import (
+    EffectiveMedium,
+    default_stochastic_term,
+    homogeneous,
+    material,
+    sampling,
+)
+
+#: Visible energy threshold per voxel (MeV in the active medium), the CaloChallenge DS2/DS3 value before scaling.
+VISIBLE_THRESHOLD_MEV = 0.5e-3
+
+
+@dataclass(frozen=True)
+class Mesh:
+    """Readout mesh: n_z layers of dz_mm, n_alpha angular bins, n_r rings of dr_mm."""
+
+    n_z: int
+    n_alpha: int
+    n_r: int
+    dr_mm: float
+    dz_mm: float
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    """A calorimeter for the GFlash generator; optional overrides replace the values derived from the materials."""
+
+    name: str
+    id: int
+    description: str
+    active: str
+    mesh: Mesh
+    absorber: str | None = None  # None: homogeneous calorimeter made of `active`
+    d_absorber_mm: float = 0.0
+    d_active_mm: float = 0.0
+    sampling_fraction_override: float | None = None  # visible / incident energy of a fully contained shower
+    stochastic_term_override: float | None = None  # a in sigma/E = a / sqrt(E/GeV)
+    readout_scale_override: float | None = None  # file energy = visible energy x readout scale
+
+    @cached_property
+    def medium(self) -> EffectiveMedium:
+        if self.absorber is None:
+            return homogeneous(material(self.active))
+        return sampling(material(self.absorber), material(self.active), self.d_absorber_mm, self.d_active_mm)
+
+    @property
+    def is_sampling(self) -> bool:
+        return self.absorber is not None
+
+    @property
+    def sampling_fraction(self) -> float:
+        """Visible fraction of a contained shower: e/mip x the mip fraction of the active layer unless overridden."""
+        if self.sampling_fraction_override is not None:
+            return float(self.sampling_fraction_override)
+        return self.medium.ehat * self.medium.mip_fraction
+
+    @property
+    def stochastic_term(self) -> float:
+        if self.stochastic_term_override is not None:
+            return float(self.stochastic_term_override)
+        if not self.is_sampling:
+            return 0.03
+        return default_stochastic_term(self.d_active_mm, self.medium.mip_fraction)
+
+    @property
+    def readout_scale(self) -> float:
+        """Multiplier from visible to file energies (1 / sampling fraction unless overridden, as CaloChallenge)."""
+        if self.readout_scale_override is not None:
+            return float(self.readout_scale_override)
+        return 1.0 / self.sampling_fraction
+
+    @property
+    def threshold_mev(self) -> float:
+        """Readout threshold in file units (a visible 0.5 keV times the readout scale)."""
+        return VISIBLE_THRESHOLD_MEV * self.readout_scale
+
+    @cached_property
+    def geometry(self) -> Geometry:
+        m = self.mesh
+        return Geometry.regular(m.n_z, m.n_alpha, m.n_r, m.dr_mm, m.dz_mm, name=self.name, threshold_mev=self.threshold_mev)
+
+    @property
+    def layers_text(self) -> str:
+        if not self.is_sampling:
+            return f"{self.active} (homogeneous)"
+        return f"{self.d_absorber_mm:g} mm {self.absorber} / {self.d_active_mm:g} mm {self.active}"
+
+    def to_dict(self) -> dict:
+        """Everything needed to reproduce the detector, plus the derived effective quantities (for file attrs)."""
+        d = asdict(self)
+        d["derived"] = {
+            **asdict(self.medium),
+            "sampling_fraction": self.sampling_fraction,
+            "stochastic_term": self.stochastic_term,
+            "readout_scale": self.readout_scale,
+            "threshold_mev": self.threshold_mev,
+        }
+        return d
+
+    def summary_line(self) -> str:
+        m, med = self.mesh, self.medium
+        return (
+            f"{self.name:<14} id={self.id:<2} mesh {m.n_z}x{m.n_alpha}x{m.n_r} ({m.dz_mm:g} mm x {m.dr_mm:g} mm)  "
+            f"{self.layers_text:<28} X0={med.x0_mm:.2f} mm  R_M={med.rm_mm:.2f} mm  f_samp={self.sampling_fraction:.4f}"
+            f"  - {self.description}"
+        )
+
+
+_DS2 = Mesh(45, 16, 9, 4.65, 3.4)
+
+PRESETS: dict[str, DetectorSpec] = {
+    p.name: p
+    for p in (
+        DetectorSpec(
+            "par04-siw", 0, "Par04-like W/Si on the CaloChallenge DS2 mesh, tuned to the shared Geant4 file",
+            "Si", _DS2, "W", 1.4, 0.3,
+            # tuned: E_tot/E_inc = 0.72 and sigma/E = 0.16/sqrt(E) as measured on the shared Geant4 DS2 file
+            sampling_fraction_override=0.0241, stochastic_term_override=0.16, readout_scale_override=1 / 0.033,
+        ),
+        DetectorSpec(
+            "par04-siw-ds3", 1, "Par04-like W/Si on the CaloChallenge DS3 mesh (45x50x18)",
+            "Si", Mesh(45, 50, 18, 2.325, 3.4), "W", 1.4, 0.3,
+            sampling_fraction_override=0.0241, stochastic_term_override=0.16, readout_scale_override=1 / 0.033,
+        ),
+        DetectorSpec("par04-scipb", 2, "Pb/plastic-scintillator sampling calorimeter (illustrative 2 mm / 4 mm)",
+                     "scintillator", Mesh(45, 16, 9, 18.0, 12.0), "Pb", 2.0, 4.0),
+        DetectorSpec("lar-pb", 3, "ATLAS-like Pb/LAr sampling calorimeter (1.5 mm Pb, 4.2 mm LAr gap)",
+                     "LAr", Mesh(45, 16, 9, 20.0, 17.1), "Pb", 1.5, 4.2),
+        DetectorSpec("pbwo4", 4, "CMS-like homogeneous PbWO4 crystal calorimeter (23 cm deep)",
+                     "PbWO4", Mesh(45, 16, 9, 9.8, 5.1), stochastic_term_override=0.028),
+        DetectorSpec("fe-sci", 5, "CALICE-AHCAL-like steel/scintillator sampling (17.2 mm Fe, 3 mm sci)",
+                     "scintillator", Mesh(45, 16, 9, 9.8, 20.2), "Fe", 17.2, 3.0),
+        DetectorSpec("w-sci", 6, "tungsten/scintillator sampling calorimeter (3.5 mm W, 2 mm sci)",
+                     "scintillator", Mesh(45, 16, 9, 6.95, 5.5), "W", 3.5, 2.0),
+    )
+}
+
+assert len({p.id for p in PRESETS.values()}) == len(PRESETS), "preset ids must be unique"
+
+
+def preset_names_by_id() -> list[str]:
+    """Preset names ordered by id (ids are 0..K-1): the ``detector_names`` attribute of generated files."""
+    return [p.name for p in sorted(PRESETS.values(), key=lambda p: p.id)]
+
+
+def get_detector(detector: str | DetectorSpec) -> DetectorSpec:
+    """A preset by name (or a spec passed through); unknown names raise one line listing the valid ones."""
+    if isinstance(detector, DetectorSpec):
+        return detector
+    try:
+        return PRESETS[str(detector)]
+    except KeyError:
+        raise ConfigError(
+            f"--detector: expected one of {', '.join(preset_names_by_id())}, got {detector!r}"
+        ) from None

@@ -1,0 +1,81 @@
+"""Assembling a run's parts (device, network, objective, preprocessing) from a recipe or from a checkpoint.
+
+Shared by the trainer and the generator so that a checkpoint always rebuilds exactly the network that was trained.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from caloforge.data.geometry import Geometry
+from caloforge.errors import CaloforgeError, ConfigError
+from caloforge.training.config import Recipe
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' -> cuda when available else cpu; 'cuda' without a GPU is a one-line error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise ConfigError(f"--device: expected auto, cpu or cuda, found {name!r}")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device: {name} requested but torch sees no CUDA device (use --device cpu)")
+    return torch.device(name)
+
+
+def autocast_context(device: torch.device, precision: str):
+    """bf16 autocast on GPUs that support it (precision auto/bf16), fp32 on CPU unless bf16 is asked for."""
+    import contextlib
+
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    if device.type == "cpu" and precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def grid_of(geometry: Geometry, recipe: Recipe) -> tuple[int, int, int]:
+    """(n_z, n_alpha, n_r) the network sees; the geometry must be a regular mesh matching model.grid if set."""
+    if not geometry.is_regular:
+        raise ConfigError(f"geometry {geometry.name}: the DiT needs a regular (z, alpha, r) mesh; "
+                          f"this geometry has {len(geometry.relevant_layers)} irregular layers")
+    grid = geometry.grid_shape
+    if recipe.model.grid is not None and tuple(recipe.model.grid) != tuple(grid):
+        raise ConfigError(f"recipe {recipe.name}: model.grid: expected the data grid {list(grid)}, "
+                          f"found {list(recipe.model.grid)}")
+    for axis, (g, p) in enumerate(zip(grid, recipe.model.patch)):
+        if p > g:
+            raise ConfigError(f"recipe {recipe.name}: model.patch: {list(recipe.model.patch)} is larger than the "
+                              f"data grid {list(grid)} on axis {axis}")
+    return grid
+
+
+def dit_config(recipe: Recipe, geometry: Geometry, cond_dim: int):
+    from caloforge.models.dit import DiTConfig
+
+    return DiTConfig(grid=grid_of(geometry, recipe), cond_dim=int(cond_dim), **recipe.model.dit_kwargs())
+
+
+def build_network(model_config: dict | object):
+    """A DiT from a DiTConfig or its dict (as stored in checkpoints)."""
+    from caloforge.models.dit import DiT, DiTConfig
+
+    cfg = model_config if isinstance(model_config, DiTConfig) else DiTConfig.from_dict(dict(model_config))
+    return DiT(cfg)
+
+
+def build_objective(cfg: dict):
+    try:
+        from caloforge.generative.objectives import build_objective as build
+    except ImportError as exc:  # pragma: no cover - only while the package is being assembled
+        raise CaloforgeError(f"objective: caloforge.generative.objectives.build_objective unavailable ({exc})") from None
+    return build(dict(cfg))
+
+
+def noise_seed(seed: int, step: int, shard: int) -> int:
+    """Seed of the training noise of one shard at one step: a pure function, so resume and DDP need no RNG state."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed % 2**32, step, shard]).generate_state(1, np.uint64)[0] >> 1)

@@ -1,0 +1,296 @@
+"""Recipes: one validated pydantic object at the door of training and sampling.
+
+A recipe is YAML (``yaml.safe_load``; nothing is ever eval'ed) with the sections data, transforms, model, objective,
+sampler, train and postprocess. Every section forbids unknown keys, so a typo is one clear line
+(``recipe tiny-fm: train.lrr: unknown key``) instead of a silently ignored setting. Command-line overrides are
+``dotted.key=value`` strings whose values are typed by YAML (``train.lr=1e-3`` is a float, ``model.qk_norm=false`` a
+bool).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from caloforge.errors import ConfigError
+
+Condition = Literal["energy", "phi", "theta", "detector"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Strict):
+    """What the model is conditioned on and how the training file is read."""
+
+    conditions: tuple[Condition, ...] = ("energy",)
+    energy_range_mev: tuple[float, float] = (1.0e3, 1.0e6)
+    # "file": the geometry stored in (or implied by the voxel count of) the training file; "official:2" etc.
+    geometry: str = "file"
+    n_detectors: int = Field(1, ge=1)
+    ram_budget_mb: float = Field(2048.0, gt=0)  # files smaller than this are loaded once and pre-transformed
+    fit_max_showers: int = Field(100_000, ge=1)  # showers used to fit the transform chain statistics
+    val_max_showers: int = Field(2048, ge=1)
+
+    @field_validator("energy_range_mev")
+    @classmethod
+    def _ordered(cls, v):
+        if not 0 < v[0] < v[1]:
+            raise ValueError(f"expected 0 < low < high, found {list(v)}")
+        return v
+
+
+class ModelConfig(_Strict):
+    """DiT backbone fields (``caloforge.models.dit.DiTConfig``); grid and cond_dim come from the data."""
+
+    grid: tuple[int, int, int] | None = None  # (n_z, n_alpha, n_r); None = from the geometry
+    patch: tuple[int, int, int] = (5, 4, 3)
+    dim: int = Field(64, ge=1)
+    depth: int = Field(2, ge=1)
+    heads: int = Field(4, ge=1)
+    mlp_ratio: float = Field(4.0, gt=0)
+    pos_embed: str = "sincos+rope"
+    norm: str = "rmsnorm"
+    qk_norm: bool = True
+    mlp: str = "swiglu"
+    shared_modulation: bool = True
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.dim % self.heads:
+            raise ValueError(f"dim {self.dim} is not divisible by heads {self.heads}")
+        if self.grid is not None:
+            for axis, (g, p) in enumerate(zip(self.grid, self.patch)):
+                if p > g:
+                    raise ValueError(f"patch {list(self.patch)} is larger than grid {list(self.grid)} on axis {axis}")
+        if any(p < 1 for p in self.patch):
+            raise ValueError(f"patch sizes must be >= 1, found {list(self.patch)}")
+        return self
+
+    def dit_kwargs(self) -> dict:
+        """Keyword arguments for DiTConfig, without grid/cond_dim (known only once the data is opened)."""
+        return self.model_dump(mode="python", exclude={"grid"})
+
+
+class SamplerConfig(_Strict):
+    solver: str | None = None  # None = the objective's default
+    steps: int | None = Field(None, ge=1)
+
+
+class EMAConfig(_Strict):
+    power: float = Field(0.7, gt=0)
+    max_decay: float = Field(0.9999, ge=0, le=1)
+    start: int = Field(0, ge=0)  # EMA copies the weights until this step
+
+
+class TrainConfig(_Strict):
+    steps: int = Field(1000, ge=1)
+    batch_size: int = Field(64, ge=1)  # global: split over DDP ranks and accumulation shards
+    grad_accum: int = Field(1, ge=1)
+    lr: float = Field(5e-4, gt=0)
+    betas: tuple[float, float] = (0.9, 0.95)
+    weight_decay: float = Field(1e-5, ge=0)
+    warmup_steps: int = Field(0, ge=0)
+    schedule: Literal["cosine", "wsd", "constant"] = "cosine"
+    decay_fraction: float = Field(0.2, gt=0, le=1)  # WSD: final fraction of the steps spent decaying
+    min_factor: float = Field(0.0, ge=0, le=1)  # lr floor as a fraction of lr
+    grad_clip: float | None = Field(1.0, gt=0)
+    ema: EMAConfig = EMAConfig()
+    ckpt_every: int = Field(1000, ge=1)
+    keep_checkpoints: int = Field(3, ge=1)
+    val_every: int = Field(500, ge=1)
+    log_every: int = Field(50, ge=1)
+    seed: int = 0
+    deterministic: bool = False
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    compile: bool = False
+    num_workers: int = Field(0, ge=0)
+
+
+class PostprocessConfig(_Strict):
+    threshold_mev: float | None = None  # None = the geometry's official readout threshold
+    max_ratio: float = Field(2.7, gt=0)  # redraw showers with E_dep / E_inc above this
+    max_rounds: int = Field(10, ge=0)
+
+
+class Recipe(_Strict):
+    name: str
+    description: str = ""
+    data: DataConfig = DataConfig()
+    transforms: tuple[dict[str, Any], ...] = ()
+    model: ModelConfig = ModelConfig()
+    objective: dict[str, Any] = Field(default_factory=lambda: {"kind": "flow"})
+    sampler: SamplerConfig = SamplerConfig()
+    train: TrainConfig = TrainConfig()
+    postprocess: PostprocessConfig = PostprocessConfig()
+
+    @field_validator("objective")
+    @classmethod
+    def _has_kind(cls, v):
+        if "kind" not in v:
+            raise ValueError("expected a 'kind' key (flow, edm, ddpm or vp)")
+        return v
+
+    @field_validator("transforms")
+    @classmethod
+    def _steps_have_kind(cls, v):
+        for i, step in enumerate(v):
+            if "kind" not in step:
+                raise ValueError(f"step {i}: expected a 'kind' key, found keys {sorted(step)}")
+        return v
+
+    def to_dict(self) -> dict:
+        """Plain JSON-like dict (tuples become lists) for YAML files and checkpoints."""
+        return self.model_dump(mode="json")
+
+
+#: Settings that do not change what a run learns; they may differ when a run is resumed.
+RESUME_FREE_KEYS = {
+    ("description",),
+    ("sampler",),
+    ("postprocess",),
+    ("train", "steps"),
+    ("train", "ckpt_every"),
+    ("train", "keep_checkpoints"),
+    ("train", "val_every"),
+    ("train", "log_every"),
+    ("train", "num_workers"),
+    ("train", "compile"),
+    ("data", "ram_budget_mb"),
+}
+
+
+def recipe_differences(a: dict, b: dict, prefix: tuple = ()) -> list[str]:
+    """Dotted keys where two recipe dicts differ in a setting that changes training (ignores RESUME_FREE_KEYS)."""
+    out = []
+    for key in sorted(set(a) | set(b)):
+        path = (*prefix, key)
+        if path in RESUME_FREE_KEYS:
+            continue
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict) and path[0] != "objective":
+            out += recipe_differences(va, vb, path)
+        elif va != vb:
+            out.append(f"{'.'.join(map(str, path))} ({va!r} vs {vb!r})")
+    return out
+
+
+# ---- loading -----------------------------------------------------------------------------------------------------
+def _recipe_dir():
+    return resources.files("caloforge.training") / "recipes"
+
+
+def list_recipes() -> list[tuple[str, str]]:
+    """(name, description) of every shipped recipe, sorted by name."""
+    out = []
+    for entry in sorted(_recipe_dir().iterdir(), key=lambda p: p.name):
+        if entry.name.endswith(".yaml"):
+            raw = yaml.safe_load(entry.read_text()) or {}
+            out.append((entry.name[: -len(".yaml")], str(raw.get("description", ""))))
+    return out
+
+
+def _format_error(label: str, exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        return f"{label}: {loc}: unknown key"
+    if err["type"] == "missing":
+        return f"{label}: {loc}: required key is missing"
+    msg = err["msg"].removeprefix("Value error, ")
+    found = err.get("input")
+    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    if err["type"].endswith("_type") or err["type"].endswith("_parsing") or "literal" in err["type"]:
+        return f"{label}: {loc}: {msg.lower()}, found {found!r}{more}"
+    return f"{label}: {loc}: {msg}{more}"
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """'train.lr=1e-3' -> (['train', 'lr'], 0.001); the value is typed by yaml.safe_load, never eval'ed."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected key=value, e.g. train.lr=1e-3")
+    key, value = text.split("=", 1)
+    parts = [p for p in key.strip().split(".")]
+    if not all(parts):
+        raise ConfigError(f"override {text!r}: expected a dotted key like train.lr, found {key!r}")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        parsed = value
+    return parts, parsed
+
+
+def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...] = ()) -> dict:
+    """A copy of raw with each dotted override set (missing intermediate sections are created)."""
+    import copy
+
+    out = copy.deepcopy(raw)
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            nxt = node.get(part)
+            if nxt is None:
+                nxt = node[part] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"override {text!r}: {'.'.join(parts[: i + 1])} is not a section")
+            node = nxt
+        node[parts[-1]] = value
+    return out
+
+
+def recipe_from_dict(raw: Any, label: str) -> Recipe:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{label}: expected a mapping of sections, found {type(raw).__name__}")
+    try:
+        recipe = Recipe.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(label, exc)) from None
+    check_parts(recipe, label)
+    return recipe
+
+
+def check_parts(recipe: Recipe, label: str) -> None:
+    """Build the objective and the transform chain once, so their errors surface when the recipe is loaded."""
+    from caloforge.generative.objectives import build_objective
+    from caloforge.transforms.chain import Chain
+
+    try:
+        build_objective(dict(recipe.objective))
+        Chain.from_config(list(recipe.transforms), where="transforms")
+    except ConfigError as exc:
+        raise ConfigError(f"{label}: {exc}") from None
+
+
+def load_recipe(name_or_path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """A shipped recipe by name (``caloforge recipes``) or a YAML file path, with dotted key=value overrides."""
+    text = str(name_or_path)
+    path = Path(text)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"{path}: recipe file not found")
+        source, default_name = path.read_text(), path.stem
+    else:
+        entry = _recipe_dir() / f"{text}.yaml"
+        if not entry.is_file():
+            names = ", ".join(n for n, _ in list_recipes())
+            raise ConfigError(f"recipe {text!r}: no such recipe (expected one of: {names}, or a .yaml path)")
+        source, default_name = entry.read_text(), text
+    try:
+        raw = yaml.safe_load(source) or {}
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0]
+        raise ConfigError(f"{path if path.suffix else 'recipe ' + text}: invalid YAML ({first})") from None
+    if isinstance(raw, dict):
+        raw.setdefault("name", default_name)
+    raw = apply_overrides(raw, overrides) if isinstance(raw, dict) else raw
+    return recipe_from_dict(raw, f"recipe {raw.get('name', default_name) if isinstance(raw, dict) else text}")
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    return yaml.safe_dump(recipe.to_dict(), sort_keys=False)

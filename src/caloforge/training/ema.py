@@ -1,0 +1,49 @@
+"""Exponential moving average of the weights with an inverse-decay warm-up (as in k-diffusion / CaloArt).
+
+Early in training the average must forget fast (the weights move a lot), late it should average over many steps, so
+the decay grows with the step: ``min(max_decay, 1 - (1 + step / inv_gamma) ** -power)``; at step 0 it is 0 (a copy).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def ema_decay(step: int, power: float = 0.7, max_decay: float = 0.9999, start: int = 0, inv_gamma: float = 1.0) -> float:
+    """Decay used for the EMA update made after optimiser step ``step`` (0 = copy the weights)."""
+    s = step - start
+    if s <= 0:
+        return 0.0
+    return min(max_decay, 1.0 - (1.0 + s / inv_gamma) ** -power)
+
+
+class EMA:
+    """Shadow copy of a module's floating-point parameters and buffers, updated in place after each step."""
+
+    def __init__(self, module: torch.nn.Module, power: float = 0.7, max_decay: float = 0.9999, start: int = 0):
+        self.power, self.max_decay, self.start = power, max_decay, start
+        self.shadow = {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, module: torch.nn.Module, step: int) -> float:
+        decay = ema_decay(step, self.power, self.max_decay, self.start)
+        for k, v in module.state_dict().items():
+            s = self.shadow[k]
+            if s.is_floating_point():
+                s.lerp_(v.detach().to(s.dtype), 1.0 - decay)  # s = decay * s + (1 - decay) * v
+            else:
+                s.copy_(v)
+        return decay
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: v.clone() for k, v in self.shadow.items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        missing = set(self.shadow) ^ set(state)
+        if missing:
+            raise KeyError(f"EMA state does not match the model (keys differ: {sorted(missing)[:3]})")
+        for k, v in state.items():
+            self.shadow[k].copy_(v)
+
+    def copy_to(self, module: torch.nn.Module) -> None:
+        module.load_state_dict(self.shadow)

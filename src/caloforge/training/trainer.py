@@ -1,0 +1,312 @@
+"""The training loop: AdamW + warm-up/decay schedule + grad clipping + EMA, checkpoints, exact resume, DDP.
+
+Exact resume rests on three choices: the lr is a pure function of the step, the data batch is a pure function of
+(seed, step) (``training.data``), and the training noise is drawn from a generator re-seeded from (seed, step,
+shard) at every step. Model, optimiser, EMA and global RNG states are in the checkpoint; nothing else is needed, so a
+run killed at any instant and restarted on the same RUN_DIR continues bit-identically on CPU (deterministic mode).
+
+The global batch is split into world x grad_accum equal shards, each with its own noise stream, so a 2-process DDP
+run and a 1-process run with grad_accum=2 compute the same update (up to float summation order).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import threading
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from caloforge.data.reader import ShowerFile
+from caloforge.errors import CaloforgeError, ConfigError
+from caloforge.progress import progress
+from caloforge.training import distributed
+from caloforge.training.build import (
+    autocast_context,
+    build_network,
+    build_objective,
+    dit_config,
+    noise_seed,
+    resolve_device,
+)
+from caloforge.training.checkpoint import (
+    atomic_write_text,
+    capture_rng_state,
+    latest_checkpoint,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+    to_numpy,
+)
+from caloforge.training.config import Recipe, dump_recipe, load_recipe, recipe_differences
+from caloforge.training.data import (
+    TrainBatches,
+    build_condition_encoder,
+    fit_batches,
+    load_validation,
+    resolve_geometry,
+)
+from caloforge.training.ema import EMA
+from caloforge.training.schedules import lr_factor
+
+VAL_BATCH = 256
+VAL_SEED = 12345
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    step: int  # optimiser steps completed
+    completed: bool  # False when stopped by a signal before the last step
+    last_loss: float | None
+    checkpoint: Path | None
+    signal: int | None = None
+
+
+class _StopFlag:
+    """SIGTERM/SIGINT set a flag; the loop saves a checkpoint at the end of the current step and returns."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._old: dict = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _with_steps(recipe: Recipe, steps: int | None) -> Recipe:
+    if steps is None:
+        return recipe
+    if steps < 1:
+        raise ConfigError(f"--steps: expected a positive integer, found {steps}")
+    return recipe.model_copy(update={"train": recipe.train.model_copy(update={"steps": int(steps)})})
+
+
+def _check_run_dir(out: Path, recipe: Recipe) -> None:
+    """Refuse to resume a run directory trained with a different recipe (other than resume-free settings)."""
+    cfg_path = out / "config.yaml"
+    if not cfg_path.is_file():
+        return
+    try:
+        old = yaml.safe_load(cfg_path.read_text())
+    except yaml.YAMLError:
+        raise ConfigError(f"{cfg_path}: cannot parse the stored recipe; use a new --out directory") from None
+    diffs = recipe_differences(old or {}, recipe.to_dict())
+    if diffs:
+        more = f" and {len(diffs) - 1} more" if len(diffs) > 1 else ""
+        raise ConfigError(f"{cfg_path}: this run directory holds a run with a different recipe: {diffs[0]}{more} "
+                          f"(stored vs requested); use a new --out directory or the same settings")
+
+
+def _set_determinism(seed: int, deterministic: bool) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+
+
+class _Metrics:
+    """JSONL metrics (rank 0) and TensorBoard scalars when tensorboard is installed."""
+
+    def __init__(self, out: Path, enabled: bool):
+        self.enabled = enabled
+        self.path = out / "metrics.jsonl"
+        self.tb = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(out / "tensorboard"))
+            except (ImportError, ModuleNotFoundError):
+                self.tb = None
+
+    def write(self, record: dict) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            for k, v in record.items():
+                if k != "step" and isinstance(v, (int, float)):
+                    self.tb.add_scalar(k, v, record["step"])
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+@torch.no_grad()
+def validation_loss(objective, net, x: np.ndarray, c: np.ndarray, grid, device) -> float:
+    """Mean loss over a fixed validation set with fixed noise (comparable across steps and runs)."""
+    gen = torch.Generator(device=device).manual_seed(VAL_SEED)
+    total, n = 0.0, 0
+    for i in range(0, len(x), VAL_BATCH):
+        xb = torch.from_numpy(x[i:i + VAL_BATCH]).to(device).view(-1, *grid)  # (B, Z, A, R)
+        cb = torch.from_numpy(c[i:i + VAL_BATCH]).to(device)  # (B, C)
+        total += float(objective.loss(net, xb, cb, generator=gen)) * len(xb)
+        n += len(xb)
+    return total / max(n, 1)
+
+
+def train(recipe: Recipe | str, data_path, out_dir, val_path=None, steps: int | None = None,
+          device: str = "auto") -> TrainResult:
+    """Train (or resume, when out_dir holds a checkpoint) a recipe on a shower file; see the module docstring."""
+    recipe = _with_steps(recipe if isinstance(recipe, Recipe) else load_recipe(recipe), steps)
+    tc, out, data_path = recipe.train, Path(out_dir), Path(data_path)
+    dev = resolve_device(device)
+    info = distributed.setup(dev)
+    dev = distributed.local_device(dev, info)
+    try:
+        return _train(recipe, tc, data_path, out, val_path, dev, info)
+    finally:
+        distributed.teardown(info)
+
+
+def _train(recipe, tc, data_path, out, val_path, dev, info) -> TrainResult:
+    distributed.per_rank_batch(tc.batch_size, info, tc.grad_accum)
+    _check_run_dir(out, recipe)
+    ckpt_file = latest_checkpoint(out) if out.is_dir() else None
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.yaml", dump_recipe(recipe))
+    _set_determinism(tc.seed, tc.deterministic)
+
+    with ShowerFile(data_path) as f:
+        geometry = resolve_geometry(recipe.data, f)
+    encoder = build_condition_encoder(recipe.data)
+    ckpt = load_checkpoint(ckpt_file) if ckpt_file else None
+    from caloforge.transforms.chain import Chain
+
+    if ckpt is not None:
+        chain = Chain.from_state(to_numpy(ckpt["chain"]))
+    else:
+        chain = Chain.from_config(list(recipe.transforms), where=f"recipe {recipe.name}: transforms")
+        chain.fit(fit_batches(data_path, recipe.data.fit_max_showers, geometry))
+    model_cfg = dit_config(recipe, geometry, encoder.dim)
+    torch.manual_seed(tc.seed)  # same initial weights on every rank and run
+    model = build_network(model_cfg).to(dev)
+    objective = build_objective(recipe.objective)
+    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=tuple(tc.betas), weight_decay=tc.weight_decay)
+    ema = EMA(model, tc.ema.power, tc.ema.max_decay, tc.ema.start)
+    data = TrainBatches(data_path, chain, encoder, recipe.data, tc.batch_size, tc.seed, info.rank, info.world,
+                        geometry)
+    start = 0
+    if ckpt is not None:
+        if ckpt["data"]["n"] != data.n:
+            raise ConfigError(f"{data_path}: holds {data.n} showers but the run in {out} was trained on a file with "
+                              f"{ckpt['data']['n']}; resuming needs the same training file")
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        ema.load_state_dict(ckpt["ema"])
+        restore_rng_state(ckpt["rng"])
+        start = int(ckpt["step"])
+    net = distributed.wrap(model, info, dev)
+    if tc.compile and dev.type == "cuda":
+        net = torch.compile(net)
+    val = load_validation(val_path, chain, encoder, recipe.data, geometry) if val_path else None
+    grid = model_cfg.grid
+    lo, hi = ckpt["model_range"] if ckpt is not None else data.model_range(recipe.data.fit_max_showers)
+    static = {"model_range": (lo, hi), "config": recipe.to_dict(), "chain": chain.state(), "encoder": encoder.state(),
+              "geometry": geometry.to_dict(), "model_config": model_cfg.to_dict(), "objective": objective.config()}
+
+    def checkpoint(step_done: int, last_loss) -> Path | None:
+        path = None
+        if info.is_main:
+            pos = data.position(step_done)
+            payload = {**static, "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
+                       "rng": capture_rng_state(), "last_loss": last_loss,
+                       "data": {"n": data.n, "seed": tc.seed, "epoch": pos.epoch, "index": pos.index,
+                                "batches_per_epoch": data.batches_per_epoch}}
+            path = save_checkpoint(out, step_done, payload, keep=tc.keep_checkpoints)
+        distributed.barrier(info)
+        return path
+
+    metrics = _Metrics(out, info.is_main)
+    shard = data.local_batch // tc.grad_accum
+    clip = tc.grad_clip if tc.grad_clip is not None else math.inf
+    last_loss, ckpt_path, t_log, n_log, step = None, ckpt_file, time.perf_counter(), 0, start
+    bar = progress(total=tc.steps, desc=f"train {recipe.name}", unit="step", initial=start) if info.is_main else None
+    with _StopFlag() as stop:
+        for step in range(start, tc.steps):
+            lr = tc.lr * lr_factor(step, tc.steps, tc.schedule, tc.warmup_steps, tc.decay_fraction, tc.min_factor)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            x, c = data.batch(step)
+            xb = torch.from_numpy(x).to(dev).view(-1, *grid)  # (b, Z, A, R) this rank's share
+            cb = torch.from_numpy(c).to(dev)  # (b, C)
+            opt.zero_grad(set_to_none=True)
+            loss_sum = 0.0
+            for k in range(tc.grad_accum):
+                gen = torch.Generator(device=dev).manual_seed(noise_seed(tc.seed, step, info.rank * tc.grad_accum + k))
+                sync = nullcontext() if (not info.enabled or k == tc.grad_accum - 1) else net.no_sync()
+                with sync:
+                    with autocast_context(dev, tc.precision):
+                        loss = objective.loss(net, xb[k * shard:(k + 1) * shard], cb[k * shard:(k + 1) * shard],
+                                              generator=gen)
+                    (loss / tc.grad_accum).backward()
+                loss_sum += float(loss.detach())
+            if not math.isfinite(loss_sum):
+                raise CaloforgeError(f"recipe {recipe.name}: step {step}: training loss is not finite ({loss_sum}); "
+                                     f"lower train.lr or check the transforms")
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip))
+            opt.step()
+            ema.update(model, step)
+            done = step + 1
+            n_log += 1
+            last_loss = distributed.mean_across(loss_sum / tc.grad_accum, info) if (
+                done % tc.log_every == 0 or done == tc.steps) else last_loss
+            if bar is not None:
+                bar.update(1)
+            if done % tc.log_every == 0 or done == tc.steps:
+                now = time.perf_counter()
+                metrics.write({"step": done, "loss": last_loss, "lr": lr, "grad_norm": grad_norm,
+                               "samples_per_s": n_log * tc.batch_size / max(now - t_log, 1e-9)})
+                if bar is not None:
+                    bar.set_postfix(loss=f"{last_loss:.4f}")
+                t_log, n_log = now, 0
+            if val is not None and info.is_main and (done % tc.val_every == 0 or done == tc.steps):
+                metrics.write({"step": done, "val_loss": _ema_val_loss(objective, model, ema, val, grid, dev)})
+            stopping = distributed.any_flag(stop.signum is not None, info)
+            if done % tc.ckpt_every == 0 or done == tc.steps or stopping:
+                ckpt_path = checkpoint(done, last_loss)
+            if stopping:
+                step = done
+                break
+        else:
+            step = tc.steps
+    if bar is not None:
+        bar.close()
+    metrics.close()
+    data.close()
+    return TrainResult(out, step, step >= tc.steps, last_loss, ckpt_path, stop.signum)
+
+
+def _ema_val_loss(objective, model, ema: EMA, val, grid, dev) -> float:
+    import copy
+
+    ema_net = copy.deepcopy(model)
+    ema.copy_to(ema_net)
+    ema_net.eval()
+    return validation_loss(objective, ema_net, val[0], val[1], grid, dev)

@@ -1,0 +1,1 @@
+"""End-to-end workflows that chain the library's stages (data -> train -> sample -> evaluate)."""
