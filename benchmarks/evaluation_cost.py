@@ -82,7 +82,8 @@ def run_case(name: str, dataset: str, n: int, grid, workdir: Path, extra: list[s
 def machine() -> str:
     import torch
 
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
+    with open("/proc/cpuinfo") as f:
+        cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "?")
     load = os.getloadavg()
     return (f"{os.cpu_count()} cores (`nproc`), {cpu}; torch {torch.__version__}, numpy {np.__version__}, "
             f"Python {platform.python_version()}; load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")
@@ -94,8 +95,8 @@ def to_markdown(rows: list[dict], args, argv: list[str]) -> str:
              "The machine was shared with seven other helpers' jobs while this ran (load average above the core",
              "count), so wall times are upper bounds for a dedicated 2-core machine.", "",
              f"Reproduce: `python benchmarks/evaluation_cost.py {' '.join(argv)}`", "",
-             "| case | showers per file | voxels | file size | wall time | peak RSS | scan ref | scan gen | hist | FPD | "
-             "KPD | cls-high (epochs) | plots |",
+             ("| case | showers per file | voxels | file size | wall time | peak RSS | scan ref | scan gen | hist | FPD | "
+             "KPD | cls-high (epochs) | plots |"),
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         s = r["steps"]
@@ -130,24 +131,24 @@ def main(argv: list[str] | None = None) -> None:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="caloforge_evalcost_"))
     work.mkdir(parents=True, exist_ok=True)
     rows = []
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cases = [("DS2", "2", args.ds2_n, (45, 16, 9)), ("DS3", "3", args.ds3_n, (45, 50, 18))]
     try:
-        if args.ds2_n:
-            rows.append(run_case("DS2", "2", args.ds2_n, (45, 16, 9), work, extra))
-            print(rows[-1], flush=True)
-            for f in work.glob("DS2_*.h5"):
+        for name, dataset, n, grid in cases:
+            if not n:
+                continue
+            rows.append(run_case(name, dataset, n, grid, work, extra))
+            for f in work.glob(f"{name}_*.h5"):
                 f.unlink()
-        if args.ds3_n:
-            rows.append(run_case("DS3", "3", args.ds3_n, (45, 50, 18), work, extra))
+            text = to_markdown(rows, args, argv)  # rewritten after every case: partial results survive
+            tmp = out.with_suffix(".md.tmp")
+            tmp.write_text(text)
+            os.replace(tmp, out)
             print(rows[-1], flush=True)
     finally:
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
-    text = to_markdown(rows, args, argv)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, out)
     print(text)
 
 

@@ -170,7 +170,9 @@ def preamble(data: Path) -> str:
             f"part is never trained on.\n\n"
             f"Protocol (docs/fidelity.md): budget = probe + training wall time; sample one shower per test energy; "
             f"`caloforge.evaluation.report.evaluate` against the test part with the fast classifier protocol "
-            f"(high- and low-level DNN, mean±std over repeats), FPD/KPD x1e3 (jetnet algorithm), separation power of "
+            f"(high- and low-level DNN, mean±std over repeats), FPD/KPD x1e3 (jetnet algorithm, draw sizes scaled to "
+            f"the samples; FPD carries a finite-sample term ~ 362 (1/n1 + 1/n2), so compare it with the matched-size "
+            f"`geant4-train` floor, not with published values), separation power of "
             f"E_tot/E_inc and mean over layers of the layer energies. `steps` = done/planned. Reproduce a row with "
             f"its `command`.\n")
 

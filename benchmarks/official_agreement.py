@@ -59,7 +59,8 @@ def say(msg: str) -> None:
 
 
 def machine() -> str:
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
+    with open("/proc/cpuinfo") as f:
+        cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "?")
     return (f"nproc {os.cpu_count()}, CPU {cpu}, Python {platform.python_version()}, numpy {np.__version__}, "
             f"scipy {scipy.__version__}")
 
@@ -69,8 +70,8 @@ def load_official(code_dir: Path):
     import matplotlib
 
     matplotlib.use("Agg")
-    import evaluate_plotting_helper as plot_helper  # noqa: E402
-    import HighLevelFeatures as hlf_module  # noqa: E402
+    import evaluate_plotting_helper as plot_helper
+    import HighLevelFeatures as hlf_module
 
     return hlf_module, plot_helper
 
@@ -175,15 +176,15 @@ def compare_pair(label, hlf_module, plot_helper, ref, gen, geo, lines):
 
 
 def fpd_kpd_section(jetnet, pairs, args, lines):
-    fpd_kw = dict(min_samples=args.fpd_min, max_samples=args.fpd_max, num_batches=args.fpd_batches,
-                  num_points=args.fpd_points)
+    fpd_kw = {"min_samples": args.fpd_min, "max_samples": args.fpd_max, "num_batches": args.fpd_batches,
+              "num_points": args.fpd_points}
     lines += ["\n## FPD / KPD\n",
-              f"Settings: fpd(min_samples={args.fpd_min}, max_samples={args.fpd_max}, num_batches={args.fpd_batches}, "
-              f"num_points={args.fpd_points}), "
-              f"kpd(num_batches=10, batch_size={args.kpd_batch}); seed 42, normalise=True (jetnet defaults), on the "
-              "official cls-high vectors (reference first).\n",
-              "| pair | FPD ours | FPD jetnet | FPD ours, method='eigh' | KPD ours | KPD jetnet | time ours FPD/KPD (s) | "
-              "time jetnet FPD/KPD (s) |",
+              (f"Settings: fpd(min_samples={args.fpd_min}, max_samples={args.fpd_max}, "
+               f"num_batches={args.fpd_batches}, num_points={args.fpd_points}), "
+               f"kpd(num_batches=10, batch_size={args.kpd_batch}); seed 42, normalise=True (jetnet defaults), on the "
+               "official cls-high vectors (reference first).\n"),
+              ("| pair | FPD ours | FPD jetnet | FPD ours, method='eigh' | KPD ours | KPD jetnet | "
+               "time ours FPD/KPD (s) | time jetnet FPD/KPD (s) |"),
               "|---|---|---|---|---|---|---|---|"]
     for label, (ref, gen) in pairs:
         say(f"FPD/KPD: {label}")
@@ -233,9 +234,9 @@ def main(argv=None) -> None:
     cmd = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     lines = ["# Agreement with the official CaloChallenge evaluation code", "",
              f"Command: `{cmd}`", "", f"Machine: {machine()}", "",
-             f"Data: `{args.data.name}` ({len(showers)} Geant4 showers, DS2 mesh), seeded split into two halves of "
-             f"{half} / {len(showers) - half}; threshold {geo.threshold_mev:.7g} MeV. Official code: "
-             f"`{args.official_code}`; jetnet: `{args.jetnet_path or 'not loaded'}`."]
+             (f"Data: `{args.data.name}` ({len(showers)} Geant4 showers, DS2 mesh), seeded split into two halves "
+              f"of {half} / {len(showers) - half}; threshold {geo.threshold_mev:.7g} MeV. Official code: "
+              f"`{args.official_code}`; jetnet: `{args.jetnet_path or 'not loaded'}`.")]
     vecs = {}
     say(f"loaded {len(showers)} showers")
     for label, g in (("Geant4 half A vs Geant4 half B", gen), ("Geant4 half A vs perturbed half B", perturbed)):

@@ -19,6 +19,7 @@ from caloforge.evaluation.classifier import (
 )
 from caloforge.evaluation.resnet import ShowerResNet
 
+
 @pytest.fixture(autouse=True)
 def one_torch_thread():
     """Tiny networks run fastest on one thread (and do not fight other processes for the cores)."""

@@ -13,7 +13,13 @@ from hypothesis import strategies as st
 from caloforge.data.geometry import Geometry
 from caloforge.errors import CaloforgeError, DataError
 from caloforge.evaluation import features as F
-from caloforge.evaluation.features import apply_threshold, compute_hlf, compute_hlf_stream, hlf_vector, voxel_inputs
+from caloforge.evaluation.features import (
+    apply_threshold,
+    compute_hlf,
+    compute_hlf_stream,
+    hlf_vector,
+    voxel_inputs,
+)
 
 DS2 = Geometry.official("2")
 PHOTONS = Geometry.official("1-photons")

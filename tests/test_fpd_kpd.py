@@ -8,7 +8,15 @@ from scipy import linalg
 
 from caloforge.errors import CaloforgeError
 from caloforge.evaluation import fpd_kpd
-from caloforge.evaluation.fpd_kpd import fpd, fpd_batch_sizes, fpd_curve, frechet_distance, kpd, kpd_values, mmd_poly_unbiased
+from caloforge.evaluation.fpd_kpd import (
+    fpd,
+    fpd_batch_sizes,
+    fpd_curve,
+    frechet_distance,
+    kpd,
+    kpd_values,
+    mmd_poly_unbiased,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore:recommended number of samples:RuntimeWarning")
 
@@ -89,7 +97,7 @@ def test_fpd_of_a_set_against_itself_is_near_zero_and_a_shift_is_not():
 def _reference_mmd(x, y, degree=4):
     """Explicit double loops over pairs; diagonal terms left out of XX and YY."""
     d = x.shape[1]
-    k = lambda a, b: (sum(a[t] * b[t] for t in range(d)) / d + 1.0) ** degree  # noqa: E731
+    k = lambda a, b: (sum(a[t] * b[t] for t in range(d)) / d + 1.0) ** degree
     m, n = len(x), len(y)
     xx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
     yy = sum(k(y[i], y[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))

@@ -120,9 +120,9 @@ def test_evaluate_compares_several_files_with_fpd_kpd_and_low_level_classifier(t
     ref = toy_ds2(tmp_path / "ref.h5", 1500, 1)
     good = toy_ds2(tmp_path / "good.h5", 1500, 2)
     deep = toy_ds2(tmp_path / "deep.h5", 1500, 3, depth_shift=4.0, leak_from=ref)
-    small = dict(min_samples=500, max_samples=1500, num_batches=2, num_points=3)
+    small = {"min_samples": 500, "max_samples": 1500, "num_batches": 2, "num_points": 3}
     m = evaluate([good, deep], ref, dataset="2", out_dir=tmp_path / "out", classifiers=("high", "low"),
-                 fpd_options=small, kpd_options=dict(num_batches=3, batch_size=500), allow_overlap=True,
+                 fpd_options=small, kpd_options={"num_batches": 3, "batch_size": 500}, allow_overlap=True,
                  classifier_settings=ClassifierSettings(hidden=32, epochs=4, batch_size=100), low_level_cap=1000,
                  plots=False)
     _check_schema(m, 2, ("high", "low"))

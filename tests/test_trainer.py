@@ -130,6 +130,10 @@ def test_generator_is_seeded_and_returns_thresholded_showers_in_mev(trained_run)
     tmp, _ = trained_run
     gen = Generator.load(tmp / "run", device="cpu")
     assert gen.geometry == SMALL_GEO and gen.step == 30 and gen.nfe() == 7  # Heun 4 steps, Euler last
+    lo, hi = gen.model_range  # training-data range in model space, used to clamp samples
+    assert lo.shape == hi.shape == (SMALL_GEO.n_voxels,) and np.all(lo <= hi)
+    y = gen.model_space(gen.conditions(np.full(3, 1e4)), seed=0)
+    assert np.all((y >= lo) & (y <= hi))
     e = np.array([2e3, 5e3, 2e4, 5e4, 8e4])
     a, stats = gen.generate(e, seed=3, batch_size=2)
     b, _ = gen.generate(e, seed=3, batch_size=2)

@@ -16,11 +16,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import LogNorm  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import LogNorm
 
-from caloforge.data.geometry import Geometry  # noqa: E402
+from caloforge.data.geometry import Geometry
 
 REF_COLOUR = "0.55"
 GEN_COLOURS = ("tab:red", "tab:blue", "tab:green", "tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:cyan")
@@ -36,8 +36,8 @@ def use_style() -> None:
         import mplhep
 
         plt.style.use(mplhep.style.CMS)
-    except Exception:  # mplhep is optional for plotting: fall back to matplotlib defaults
-        pass
+    except (ImportError, AttributeError, OSError):  # mplhep is optional for plotting: matplotlib defaults
+        plt.style.use("default")
     plt.rcParams.update({"text.usetex": False, "font.size": 11, "axes.titlesize": 11, "axes.labelsize": 11,
                          "legend.fontsize": 9, "xtick.labelsize": 9, "ytick.labelsize": 9,
                          "figure.dpi": 90, "savefig.dpi": 90})
@@ -93,19 +93,20 @@ def histogram_grid(panels: list[HistPanel], title: str = "", ncols: int = 3) -> 
     n = max(len(panels), 1)
     ncols = min(ncols, n)
     nrows = int(np.ceil(n / ncols))
-    fig = plt.figure(figsize=(4.2 * ncols, 3.6 * nrows + 0.6))
-    grid = fig.add_gridspec(nrows * 2, ncols, height_ratios=[3, 1] * nrows, hspace=0.08, wspace=0.3)
+    fig = plt.figure(figsize=(4.2 * ncols, 4.0 * nrows + 0.6))
+    # per row: histogram, ratio strip, spacer (room for the next row's title)
+    grid = fig.add_gridspec(nrows * 3, ncols, height_ratios=[3, 1, 0.55] * nrows, hspace=0.08, wspace=0.3)
     for k, p in enumerate(panels):
         r, c = divmod(k, ncols)
-        ax = fig.add_subplot(grid[2 * r, c])
-        _draw_panel(ax, fig.add_subplot(grid[2 * r + 1, c], sharex=ax), p)
+        ax = fig.add_subplot(grid[3 * r, c])
+        _draw_panel(ax, fig.add_subplot(grid[3 * r + 1, c], sharex=ax), p)
     handles, labels = fig.axes[0].get_legend_handles_labels() if fig.axes else ([], [])
     if handles:
         fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 5), frameon=False,
                    bbox_to_anchor=(0.5, 1.0))
     if title:
         fig.suptitle(title, y=1.0 + 0.25 / max(nrows, 1), fontsize=12)
-    fig.subplots_adjust(top=1 - 0.7 / (3.6 * nrows + 0.6), bottom=0.08, left=0.08, right=0.98)
+    fig.subplots_adjust(top=1 - 0.7 / (4.0 * nrows + 0.6), bottom=0.04, left=0.08, right=0.98)
     return fig
 
 

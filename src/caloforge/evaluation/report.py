@@ -200,6 +200,8 @@ def evaluate(
         raise CaloforgeError(f"evaluate: --classifiers: expected a subset of {list(CLASSIFIERS)}, found {bad}")
     warn = guards.check_independence(ref_path, gen_paths, train_path, allow_overlap, content=False)
     geo = _resolve_geometry(ref_path, dataset, geometry)
+    if dataset is None and geo.name.startswith("calochallenge-"):
+        dataset = geo.name.split("-", 1)[1]  # an official file without --dataset: still the official binnings
     if "cnn" in classifiers and not geo.is_regular:
         raise CaloforgeError(f"evaluate: --classifiers cnn: needs a regular mesh, geometry {geo.name} is not one")
     low_modes = tuple(c for c in classifiers if c != "high")
@@ -338,12 +340,12 @@ def render_html(metrics: dict, figures: list[dict]) -> str:
     """A self-contained page (inline CSS, no scripts): inputs, warnings, headline table, separation-power summary,
     then the figures by section with captions. PNGs are referenced relative to the report."""
     e = html.escape
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>caloforge evaluation</title>"
-             f"<style>{_CSS}</style></head><body><h1>caloforge evaluation</h1>",
-             f"<p>Reference: <code>{e(metrics['reference']['path'])}</code> ({metrics['reference']['n']} showers); "
+    parts = [(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>caloforge evaluation</title>"
+             f"<style>{_CSS}</style></head><body><h1>caloforge evaluation</h1>"),
+             (f"<p>Reference: <code>{e(metrics['reference']['path'])}</code> ({metrics['reference']['n']} showers); "
              f"geometry {e(metrics['geometry'])}; dataset {e(str(metrics['dataset']))}; threshold "
              f"{_fmt(metrics['threshold_mev'])} MeV; classifier protocol "
-             f"{'official' if metrics['settings']['official'] else 'fast (see docs/evaluate.md)'}.</p>"]
+             f"{'official' if metrics['settings']['official'] else 'fast (see docs/evaluate.md)'}.</p>")]
     if metrics["warnings"]:
         parts.append("<div class='warn'><b>Warnings</b><ul>" + "".join(f"<li>{e(w)}</li>" for w in metrics["warnings"])
                      + "</ul></div>")
