@@ -245,11 +245,10 @@ def sample_test_energies(run_dir: Path, test_path: Path, out_path: Path, seed: i
 
 
 def pd_options(n_ref: int, n_gen: int) -> tuple[dict, dict]:
-    """FPD / KPD draw sizes scaled to the samples we have (jetnet's 10k-50k draws out of 1700 showers only resample
-    the same points, at ~30x the cost): FPD from 1000 up to the smaller sample, KPD batches of the smaller sample."""
-    n = min(n_ref, n_gen)
-    return ({"min_samples": min(1000, n // 2), "max_samples": n, "num_batches": 20, "num_points": 10},
-            {"batch_size": n, "num_batches": 10})
+    """FPD / KPD draw sizes scaled to the samples we have (see caloforge.evaluation.fpd_kpd.scaled_options)."""
+    from caloforge.evaluation.fpd_kpd import scaled_options
+
+    return scaled_options(n_ref, n_gen)
 
 
 def evaluate_against(gen_path: Path, ref_path: Path, out_dir: Path, train_path: Path | None, repeats: int) -> dict:

@@ -168,3 +168,15 @@ def test_eigh_frechet_trace_agrees_with_scipy_sqrtm():
     assert frechet_distance(*args, method="eigh") == pytest.approx(frechet_distance(*args), rel=1e-9)
     with pytest.raises(CaloforgeError, match="method"):
         frechet_distance(*args, method="svd")
+
+
+def test_bootstrap_moments_from_counts_equal_np_cov_of_the_drawn_rows():
+    from caloforge.evaluation.fpd_kpd import _bootstrap_moments
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(200, 7))
+    for size in (50, 5000):  # gathered path and counts path
+        idx = rng.choice(len(x), size=size)
+        mu, cov = _bootstrap_moments(x, idx)
+        np.testing.assert_allclose(mu, x[idx].mean(0), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(cov, np.cov(x[idx], rowvar=False), rtol=0, atol=1e-12)

@@ -1,11 +1,12 @@
-"""End to end on CPU with real Geant4 showers: `caloforge train` a tiny recipe for ~2 minutes of CPU, then
-`caloforge sample`; the samples' mean E_dep/E_inc and mean longitudinal profile move from far off (untrained weights)
-to close to the data.
+"""End to end on CPU with real Geant4 showers: `caloforge train` the tiny-fm recipe (1200 steps, ~1.5 min on two idle
+cores), then `caloforge sample`; the samples' mean E_dep/E_inc and mean longitudinal profile move from far off
+(untrained weights) to close to the data.
 
-Measured here (2 busy cores, 6000 training showers, 600 steps x 64, EMA, Heun 32): mean response +28 % and profile
-L1 distance 0.41, against -93 % / 0.97 with untrained weights (other settings measured +4 % to -22 %, 0.26-0.32).
-The project's 5 % target is NOT reached in this CPU budget; the bounds below are the measured values with margin,
-so the test still fails if training or sampling regress."""
+Measured (2 idle cores, 6000 training showers, Heun 32): mean E_dep/E_inc -0.04 % (untrained: -95 %); relative L1
+distance of the mean longitudinal profile 0.225 (untrained: 0.97). The response meets the project's 5 % target; the
+profile does not yet: the network under-produces the sparse tail beyond layer ~17 (about 10 % of the energy) and
+puts the mean depth 1.9 layers too early. The profile bound is the measured value with margin, so the test still
+fails if training or sampling regress."""
 
 from __future__ import annotations
 
@@ -22,12 +23,12 @@ from caloforge.training.build import build_network
 from caloforge.training.generator import Generator
 
 N_TRAIN, N_REF = 6000, 1000
-STEPS = int(os.environ.get("CALOFORGE_E2E_STEPS", "600"))
-OVERRIDES = ["model.patch=[5,8,9]", "model.dim=96", "train.ckpt_every=400", "train.log_every=100",
-             "train.warmup_steps=40", "sampler.steps=32"]
+STEPS = int(os.environ.get("CALOFORGE_E2E_STEPS", "1200"))
+OVERRIDES = ["train.ckpt_every=600", "train.log_every=100", "sampler.steps=32"]
 
 
-MAX_RATIO_ERR, MAX_PROFILE_L1 = 0.40, 0.55  # measured 0.28 and 0.41 with these settings (module docstring)
+MAX_RATIO_ERR = 0.05  # the project's target; measured 0.0004
+MAX_PROFILE_L1 = 0.30  # measured 0.225 (module docstring); the 5 % target is not reached yet
 
 
 def ratio_and_profile(showers: np.ndarray, energies: np.ndarray, thr: float):
@@ -46,7 +47,7 @@ def profile_distance(p: np.ndarray, q: np.ndarray) -> float:
 def test_training_on_geant4_showers_moves_response_and_profile_close_to_the_data(g4_file, tmp_path, monkeypatch):
     monkeypatch.setenv("CALOFORGE_PROGRESS", "0")
     old_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
     try:
         with ShowerFile(g4_file) as f:
             tr = f.read(np.arange(N_TRAIN))

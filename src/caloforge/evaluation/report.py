@@ -239,7 +239,10 @@ def evaluate(
         x_ref, x_gen = hlf_vector(ref.feats, geo), hlf_vector(g.feats, geo)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            for name, enabled, fn, opts in (("fpd", fpd, fpd_kpd.fpd, fpd_options), ("kpd", kpd, fpd_kpd.kpd, kpd_options)):
+            # The fast Fréchet trace (eigh) agrees with scipy's sqrtm to ~1e-10 relative and is ~20x faster at 362
+            # features; --official keeps jetnet's exact sqrtm call.
+            fpd_opts = {"method": "sqrtm" if official else "eigh", **(fpd_options or {})}
+            for name, enabled, fn, opts in (("fpd", fpd, fpd_kpd.fpd, fpd_opts), ("kpd", kpd, fpd_kpd.kpd, kpd_options)):
                 if enabled:
                     t1 = time.perf_counter()
                     v, e = fn(x_ref, x_gen, **(opts or {}))

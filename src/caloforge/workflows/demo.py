@@ -50,6 +50,7 @@ def run_demo(settings: DemoSettings, log=print) -> dict:
     from caloforge.data.reader import ShowerFile
     from caloforge.data.split import split_file
     from caloforge.data.writer import write_showers
+    from caloforge.evaluation.fpd_kpd import scaled_options
     from caloforge.evaluation.report import evaluate
     from caloforge.simulate.generate import make_file
     from caloforge.training.generator import Generator
@@ -113,8 +114,11 @@ def run_demo(settings: DemoSettings, log=print) -> dict:
 
     # 5. evaluate against the held-out test split (never trained on)
     t0 = time.perf_counter()
+    with ShowerFile(parts["test"]) as ref, ShowerFile(gen_path) as gen_file:
+        fpd_opts, kpd_opts = scaled_options(ref.n, gen_file.n)
     metrics = evaluate([gen_path], parts["test"], dataset=None, out_dir=out / "evaluation",
                        train_path=parts["train"], classifiers=("high", "low"),
+                       fpd_options=fpd_opts, kpd_options=kpd_opts,
                        classifier_epochs=settings.classifier_epochs, seed=settings.seed, device=settings.device)
     times["evaluate"] = time.perf_counter() - t0
     (out / "stage_seconds.json").write_text(json.dumps({k: round(v, 2) for k, v in times.items()}, indent=2))
