@@ -1,5 +1,5 @@
 """A trained run as a shower generator: conditions -> noise -> objective.sample -> inverse transforms -> threshold
--> reject-and-redraw. Used by ``caloforge sample``, ``bench``, ``export`` and the demo.
+-> reject-and-redraw. Used by ``caloforge sample``, ``bench`` and the demo.
 
 Everything needed (recipe, DiT config, transform-chain and condition-encoder state, geometry, EMA weights) is read
 from the checkpoint, so a run directory (or one checkpoint file) is all a user has to keep.
