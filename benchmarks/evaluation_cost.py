@@ -92,8 +92,9 @@ def machine() -> str:
 def to_markdown(rows: list[dict], args, argv: list[str]) -> str:
     lines = ["# Evaluation cost (`caloforge evaluate`)", "",
              f"Machine: {machine()}.", "",
-             "The machine was shared with seven other helpers' jobs while this ran (load average above the core",
-             "count), so wall times are upper bounds for a dedicated 2-core machine.", "",
+             ("The load average was above the core count: other jobs shared the machine, so wall times are upper "
+              "bounds for a dedicated machine." if os.getloadavg()[1] > (os.cpu_count() or 1) else
+              "The machine was otherwise idle while this ran."), "",
              f"Reproduce: `python benchmarks/evaluation_cost.py {' '.join(argv)}`", "",
              ("| case | showers per file | voxels | file size | wall time | peak RSS | scan ref | scan gen | hist | FPD | "
              "KPD | cls-high (epochs) | plots |"),
