@@ -61,9 +61,9 @@ def cached_split(data: Path, work: Path, seed: int = SPLIT_SEED, fractions=SPLIT
                 "seed": seed, "fractions": list(fractions)}
     paths = {k: out / f"{Path(data).stem}_{k}.h5" for k in ("train", "val", "test")}
     man_path = out / "manifest.json"
-    if man_path.is_file() and all(p.is_file() for p in paths.values()):
-        if json.loads(man_path.read_text()) == manifest:
-            return paths
+    if (man_path.is_file() and all(p.is_file() for p in paths.values())
+            and json.loads(man_path.read_text()) == manifest):
+        return paths
     made = split_file(data, out_dir=out, fractions=fractions, seed=seed)
     atomic_write(man_path, json.dumps(manifest, indent=1))
     return {k: Path(v) for k, v in made.items()}
@@ -152,7 +152,8 @@ def cpu_model() -> str:
 
 def git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                             check=False)
         return out.stdout.strip() or "none"
     except OSError:
         return "none"

@@ -17,20 +17,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import cpu_model
 
 from caloforge.simulate.generate import generate, sample_energies
 
 TARGET_PER_S = 1000.0
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def one_core():

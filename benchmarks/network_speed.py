@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import cpu_model
 
 from caloforge.models import DiT, preset
 
@@ -99,16 +100,6 @@ def bench_preset(name: str, threads: int, quick: bool, compile_model: bool = Fal
         "bs100_ms": 1e3 * statistics.median(bs100) / 100,
         "bs100_n": len(bs100),
     }
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def render(rows: list[dict], load_before, load_after, wall_s: float, command: str) -> str:
