@@ -58,12 +58,33 @@ def dit_config(recipe: Recipe, geometry: Geometry, cond_dim: int):
     return DiTConfig(grid=grid_of(geometry, recipe), cond_dim=int(cond_dim), **recipe.model.dit_kwargs())
 
 
+def network_config(recipe: Recipe, geometry: Geometry, cond_dim: int) -> dict:
+    """The checkpointed network description: a DiT config dict, or ``{"kind": "two_stage", "voxel", "layer"}``."""
+    if recipe.layer_model is None:
+        return dit_config(recipe, geometry, cond_dim).to_dict()
+    lm = recipe.layer_model
+    voxel = dit_config(recipe, geometry, cond_dim + geometry.n_layers)
+    layer = {"n_layers": geometry.n_layers, "cond_dim": int(cond_dim), "width": lm.width, "depth": lm.depth}
+    return {"kind": "two_stage", "voxel": voxel.to_dict(), "layer": layer}
+
+
 def build_network(model_config: dict | object):
-    """A DiT from a DiTConfig or its dict (as stored in checkpoints)."""
+    """A DiT from a DiTConfig or its dict, or a TwoStageNet from ``network_config``'s two-stage dict."""
     from caloforge.models.dit import DiT, DiTConfig
 
+    if isinstance(model_config, dict) and model_config.get("kind") == "two_stage":
+        from caloforge.models.two_stage import LayerMLPConfig, TwoStageNet
+
+        return TwoStageNet(DiTConfig.from_dict(dict(model_config["voxel"])),
+                           LayerMLPConfig.from_dict(dict(model_config["layer"])))
     cfg = model_config if isinstance(model_config, DiTConfig) else DiTConfig.from_dict(dict(model_config))
     return DiT(cfg)
+
+
+def voxel_grid(model_config: dict) -> tuple[int, int, int]:
+    """(Z, A, R) of the voxel network described by a ``network_config`` dict."""
+    cfg = model_config["voxel"] if model_config.get("kind") == "two_stage" else model_config
+    return tuple(cfg["grid"])
 
 
 def build_objective(cfg: dict):

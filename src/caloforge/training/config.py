@@ -118,6 +118,29 @@ class PostprocessConfig(_Strict):
     max_rounds: int = Field(10, ge=0)
 
 
+class LayerModelConfig(_Strict):
+    """Optional first stage (CaloDREAM): a flow over the u-parametrised layer energies; the DiT then learns
+    layer-normalised showers conditioned on them, and the transforms apply to those normalised showers."""
+
+    width: int = Field(256, ge=1)
+    depth: int = Field(4, ge=1)
+    objective: dict[str, Any] = Field(default_factory=lambda: {
+        "kind": "flow", "prediction": "v", "loss_space": "v", "time_sampling": "logit_normal"})
+    solver: str | None = None  # None = the objective's default
+    steps: int | None = Field(None, ge=1)
+    loss_weight: float = Field(1.0, gt=0)
+    max_dep: float = Field(2.0, gt=0)  # u0 = E_dep / (max_dep E_inc) must stay below 1
+    alpha: float = Field(1.0e-6, gt=0, lt=0.5)  # logit(alpha + (1 - 2 alpha) u)
+    threshold_mev: float | None = None  # readout threshold before normalising; None = the geometry's
+
+    @field_validator("objective")
+    @classmethod
+    def _has_kind(cls, v):
+        if "kind" not in v:
+            raise ValueError("expected a 'kind' key (flow, edm, ddpm or vp)")
+        return v
+
+
 class Recipe(_Strict):
     name: str
     description: str = ""
@@ -128,6 +151,7 @@ class Recipe(_Strict):
     sampler: SamplerConfig = SamplerConfig()
     train: TrainConfig = TrainConfig()
     postprocess: PostprocessConfig = PostprocessConfig()
+    layer_model: LayerModelConfig | None = None
 
     @field_validator("objective")
     @classmethod
@@ -144,6 +168,13 @@ class Recipe(_Strict):
                 raise ValueError(f"step {i}: expected a 'kind' key, found keys {sorted(step)}")
         return v
 
+    @model_validator(mode="after")
+    def _no_threshold_step_in_two_stage(self):
+        if self.layer_model is not None and any(step.get("kind") == "threshold" for step in self.transforms):
+            raise ValueError("with layer_model the transforms act on layer-normalised showers; "
+                             "set the readout threshold in layer_model.threshold_mev, not as a threshold step")
+        return self
+
     def to_dict(self) -> dict:
         """Plain JSON-like dict (tuples become lists) for YAML files and checkpoints."""
         return self.model_dump(mode="json")
@@ -154,6 +185,8 @@ RESUME_FREE_KEYS = {
     ("description",),
     ("sampler",),
     ("postprocess",),
+    ("layer_model", "solver"),
+    ("layer_model", "steps"),
     ("train", "steps"),
     ("train", "ckpt_every"),
     ("train", "keep_checkpoints"),
@@ -262,6 +295,8 @@ def check_parts(recipe: Recipe, label: str) -> None:
 
     try:
         build_objective(dict(recipe.objective))
+        if recipe.layer_model is not None:
+            build_objective(dict(recipe.layer_model.objective))
         Chain.from_config(list(recipe.transforms), where="transforms")
     except ConfigError as exc:
         raise ConfigError(f"{label}: {exc}") from None

@@ -67,13 +67,14 @@ def resolve_geometry(cfg: DataConfig, file: ShowerFile) -> Geometry:
     return geo
 
 
-def fit_batches(path: Path, max_showers: int, geometry: Geometry | None = None):
-    """A factory of fresh (showers, energies) iterators over the first max_showers rows (for Chain.fit)."""
+def fit_batches(path: Path, max_showers: int, geometry: Geometry | None = None, coder=None):
+    """A factory of fresh (showers, energies) iterators over the first max_showers rows (for Chain.fit); with a
+    two-stage ``coder`` the showers are layer-normalised first, as the voxel model sees them."""
 
     def factory():
         with ShowerFile(path, geometry) as f:
             for b in f.iter_batches(4096, 0, min(f.n, max_showers)):
-                yield b.showers, b.energies
+                yield (b.showers if coder is None else coder.shapes(b.showers)), b.energies
 
     return factory
 
@@ -88,8 +89,9 @@ class TrainBatches:
     """Deterministic, resumable batches (this rank's share of the global batch) in model space."""
 
     def __init__(self, path, chain, encoder, cfg: DataConfig, global_batch: int, seed: int,
-                 rank: int = 0, world: int = 1, geometry: Geometry | None = None):
+                 rank: int = 0, world: int = 1, geometry: Geometry | None = None, coder=None):
         self.path, self.chain, self.encoder, self.cfg = Path(path), chain, encoder, cfg
+        self.coder = coder  # two-stage: conditions gain the layer codes, showers are layer-normalised
         self.global_batch, self.seed, self.rank, self.world = int(global_batch), int(seed), rank, world
         if self.global_batch % world:
             raise ConfigError(f"train.batch_size: expected a multiple of the world size {world}, found {global_batch}")
@@ -110,8 +112,9 @@ class TrainBatches:
         xs, cs = [], []
         for i in range(0, len(rows), _CHUNK):
             b = self.file.read(rows[i:i + _CHUNK], with_extras=True)
-            xs.append(self.chain.forward(b.showers, b.energies))
-            cs.append(encode_conditions(self.encoder, self.cfg, b.energies, b.extras, str(self.path)))
+            x, c = model_space(b, self.chain, self.encoder, self.cfg, str(self.path), self.coder)
+            xs.append(x)
+            cs.append(c)
         return np.concatenate(xs), np.concatenate(cs)
 
     @lru_cache(maxsize=2)  # noqa: B019 - one object per run; keeps the current and the next epoch
@@ -142,7 +145,7 @@ class TrainBatches:
         lo = hi = None
         with ShowerFile(self.path) as f:
             for b in f.iter_batches(4096, 0, min(f.n, max_showers)):
-                y = self.chain.forward(b.showers, b.energies)
+                y = self.chain.forward(b.showers if self.coder is None else self.coder.shapes(b.showers), b.energies)
                 lo = y.min(0) if lo is None else np.minimum(lo, y.min(0))
                 hi = y.max(0) if hi is None else np.maximum(hi, y.max(0))
         return lo, hi
@@ -151,9 +154,18 @@ class TrainBatches:
         self.file.close()
 
 
-def load_validation(path, chain, encoder, cfg: DataConfig, geometry: Geometry | None = None):
-    """The first val_max_showers of a validation file in model space: (x (n, V), cond (n, C))."""
+def model_space(batch, chain, encoder, cfg: DataConfig, label: str, coder=None) -> tuple[np.ndarray, np.ndarray]:
+    """A read batch -> (x (n, V), cond (n, C [+ L])) float32 as the network sees them."""
+    cond = encode_conditions(encoder, cfg, batch.energies, batch.extras, label)
+    if coder is None:
+        return chain.forward(batch.showers, batch.energies), cond
+    shapes, codes = coder.split(batch.showers, batch.energies)
+    return chain.forward(shapes, batch.energies), np.concatenate([cond, codes], axis=1)
+
+
+def load_validation(path, chain, encoder, cfg: DataConfig, geometry: Geometry | None = None, coder=None):
+    """The first val_max_showers of a validation file in model space: (x (n, V), cond (n, C [+ L]))."""
     with ShowerFile(path, geometry) as f:
         n = min(f.n, cfg.val_max_showers)
         b = f.read(np.arange(n), with_extras=True)
-    return chain.forward(b.showers, b.energies), encode_conditions(encoder, cfg, b.energies, b.extras, str(path))
+    return model_space(b, chain, encoder, cfg, str(path), coder)

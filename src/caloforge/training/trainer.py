@@ -34,9 +34,10 @@ from caloforge.training.build import (
     autocast_context,
     build_network,
     build_objective,
-    dit_config,
+    network_config,
     noise_seed,
     resolve_device,
+    voxel_grid,
 )
 from caloforge.training.checkpoint import (
     atomic_write_text,
@@ -157,15 +158,23 @@ class _Metrics:
             self.tb.close()
 
 
+def batch_loss(objective, net, x: torch.Tensor, c: torch.Tensor, generator, layer_weight: float | None = None):
+    """The training loss of one batch: the objective's, or for a two-stage net voxel + layer_weight x layer loss."""
+    if layer_weight is None:
+        return objective.loss(net, x, c, generator=generator)
+    voxel_loss, layer_loss = net(x, c, generator)
+    return voxel_loss + layer_weight * layer_loss
+
+
 @torch.no_grad()
-def validation_loss(objective, net, x: np.ndarray, c: np.ndarray, grid, device) -> float:
+def validation_loss(objective, net, x: np.ndarray, c: np.ndarray, grid, device, layer_weight=None) -> float:
     """Mean loss over a fixed validation set with fixed noise (comparable across steps and runs)."""
     gen = torch.Generator(device=device).manual_seed(VAL_SEED)
     total, n = 0.0, 0
     for i in range(0, len(x), VAL_BATCH):
         xb = torch.from_numpy(x[i:i + VAL_BATCH]).to(device).view(-1, *grid)  # (B, Z, A, R)
         cb = torch.from_numpy(c[i:i + VAL_BATCH]).to(device)  # (B, C)
-        total += float(objective.loss(net, xb, cb, generator=gen)) * len(xb)
+        total += float(batch_loss(objective, net, xb, cb, gen, layer_weight)) * len(xb)
         n += len(xb)
     return total / max(n, 1)
 
@@ -199,19 +208,26 @@ def _train(recipe, tc, data_path, out, val_path, dev, info) -> TrainResult:
     ckpt = load_checkpoint(ckpt_file) if ckpt_file else None
     from caloforge.transforms.chain import Chain
 
+    coder = _layer_coder(recipe, geometry, data_path, ckpt)
     if ckpt is not None:
         chain = Chain.from_state(to_numpy(ckpt["chain"]))
     else:
         chain = Chain.from_config(list(recipe.transforms), where=f"recipe {recipe.name}: transforms")
-        chain.fit(fit_batches(data_path, recipe.data.fit_max_showers, geometry))
-    model_cfg = dit_config(recipe, geometry, encoder.dim)
+        chain.fit(fit_batches(data_path, recipe.data.fit_max_showers, geometry, coder))
+    model_cfg = network_config(recipe, geometry, encoder.dim)
     torch.manual_seed(tc.seed)  # same initial weights on every rank and run
     model = build_network(model_cfg).to(dev)
     objective = build_objective(recipe.objective)
+    layer_weight, extra_static = None, {}
+    if coder is not None:
+        layer_objective = build_objective(recipe.layer_model.objective)
+        model.objectives = (objective, layer_objective)
+        layer_weight = recipe.layer_model.loss_weight
+        extra_static = {"layer_coder": coder.state(), "layer_objective": layer_objective.config()}
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=tuple(tc.betas), weight_decay=tc.weight_decay)
     ema = EMA(model, tc.ema.power, tc.ema.max_decay, tc.ema.start)
     data = TrainBatches(data_path, chain, encoder, recipe.data, tc.batch_size, tc.seed, info.rank, info.world,
-                        geometry)
+                        geometry, coder)
     start = 0
     if ckpt is not None:
         if ckpt["data"]["n"] != data.n:
@@ -225,11 +241,11 @@ def _train(recipe, tc, data_path, out, val_path, dev, info) -> TrainResult:
     net = distributed.wrap(model, info, dev)
     if tc.compile and dev.type == "cuda":
         net = torch.compile(net)
-    val = load_validation(val_path, chain, encoder, recipe.data, geometry) if val_path else None
-    grid = model_cfg.grid
+    val = load_validation(val_path, chain, encoder, recipe.data, geometry, coder) if val_path else None
+    grid = voxel_grid(model_cfg)
     lo, hi = ckpt["model_range"] if ckpt is not None else data.model_range(recipe.data.fit_max_showers)
     static = {"model_range": (lo, hi), "config": recipe.to_dict(), "chain": chain.state(), "encoder": encoder.state(),
-              "geometry": geometry.to_dict(), "model_config": model_cfg.to_dict(), "objective": objective.config()}
+              "geometry": geometry.to_dict(), "model_config": model_cfg, "objective": objective.config(), **extra_static}
 
     def checkpoint(step_done: int, last_loss) -> Path | None:
         path = None
@@ -263,8 +279,8 @@ def _train(recipe, tc, data_path, out, val_path, dev, info) -> TrainResult:
                 sync = nullcontext() if (not info.enabled or k == tc.grad_accum - 1) else net.no_sync()
                 with sync:
                     with autocast_context(dev, tc.precision):
-                        loss = objective.loss(net, xb[k * shard:(k + 1) * shard], cb[k * shard:(k + 1) * shard],
-                                              generator=gen)
+                        loss = batch_loss(objective, net, xb[k * shard:(k + 1) * shard],
+                                          cb[k * shard:(k + 1) * shard], gen, layer_weight)
                     (loss / tc.grad_accum).backward()
                 loss_sum += float(loss.detach())
             if not math.isfinite(loss_sum):
@@ -287,7 +303,8 @@ def _train(recipe, tc, data_path, out, val_path, dev, info) -> TrainResult:
                     bar.set_postfix(loss=f"{last_loss:.4f}")
                 t_log, n_log = now, 0
             if val is not None and info.is_main and (done % tc.val_every == 0 or done == tc.steps):
-                metrics.write({"step": done, "val_loss": _ema_val_loss(objective, model, ema, val, grid, dev)})
+                metrics.write({"step": done, "val_loss": _ema_val_loss(objective, model, ema, val, grid, dev,
+                                                                       layer_weight)})
             stopping = distributed.any_flag(stop.signum is not None, info)
             if done % tc.ckpt_every == 0 or done == tc.steps or stopping:
                 ckpt_path = checkpoint(done, last_loss)
@@ -303,10 +320,24 @@ def _train(recipe, tc, data_path, out, val_path, dev, info) -> TrainResult:
     return TrainResult(out, step, step >= tc.steps, last_loss, ckpt_path, stop.signum)
 
 
-def _ema_val_loss(objective, model, ema: EMA, val, grid, dev) -> float:
+def _ema_val_loss(objective, model, ema: EMA, val, grid, dev, layer_weight=None) -> float:
     import copy
 
     ema_net = copy.deepcopy(model)
     ema.copy_to(ema_net)
     ema_net.eval()
-    return validation_loss(objective, ema_net, val[0], val[1], grid, dev)
+    return validation_loss(objective, ema_net, val[0], val[1], grid, dev, layer_weight)
+
+
+def _layer_coder(recipe: Recipe, geometry, data_path: Path, ckpt: dict | None):
+    """The two-stage layer-energy coder: restored from the checkpoint, or fitted on the training file; else None."""
+    if recipe.layer_model is None:
+        return None
+    from caloforge.transforms.layer_coder import LayerEnergyCoder
+
+    if ckpt is not None:
+        return LayerEnergyCoder.from_state(to_numpy(ckpt["layer_coder"]), geometry)
+    lm = recipe.layer_model
+    thr = geometry.threshold_mev if lm.threshold_mev is None else lm.threshold_mev
+    coder = LayerEnergyCoder(geometry, thr, lm.max_dep, lm.alpha)
+    return coder.fit(fit_batches(data_path, recipe.data.fit_max_showers, geometry), label=str(data_path))

@@ -1,0 +1,126 @@
+"""Split a shower into what the two stages of a CaloDREAM-style model learn, and join them again.
+
+Stage 1 learns the L layer energies, coded as the u-parametrisation (``layer_energy``), mapped through a logit and
+standardised per layer; stage 2 learns the shower with each layer normalised to unit sum, conditioned on those codes.
+Joining imposes the stage-1 layer energies exactly on the stage-2 shapes, after the readout threshold, so the mean
+longitudinal profile and the total deposit come from the small stage-1 model alone. Pure numpy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import numpy as np
+
+from caloforge.data.geometry import Geometry
+from caloforge.errors import ConfigError, DataError
+from caloforge.transforms.layer_energy import (
+    denormalise_layers,
+    layer_energies,
+    layer_energies_to_u,
+    normalise_layers,
+    u_to_layer_energies,
+)
+
+STD_FLOOR = 1e-6  # a layer that is always empty has std 0; it must not blow up the standardisation
+
+
+class LayerEnergyCoder:
+    """showers (n, V) MeV <-> (layer-normalised shapes (n, V), stage-1 codes (n, L)); see the module docstring."""
+
+    def __init__(self, geometry: Geometry, threshold_mev: float, max_dep: float = 2.0, alpha: float = 1e-6,
+                 mean=None, std=None, lo=None, hi=None):
+        if not 0 < alpha < 0.5:
+            raise ConfigError(f"layer_model.alpha: expected a value in (0, 0.5), found {alpha}")
+        if not max_dep > 0:
+            raise ConfigError(f"layer_model.max_dep: expected a positive value, found {max_dep}")
+        self.geometry, self.threshold_mev = geometry, float(threshold_mev)
+        self.max_dep, self.alpha = float(max_dep), float(alpha)
+        self.mean, self.std, self.lo, self.hi = (None if v is None else np.asarray(v, dtype=np.float64)
+                                                 for v in (mean, std, lo, hi))
+
+    @property
+    def n_layers(self) -> int:
+        return self.geometry.n_layers
+
+    @property
+    def fitted(self) -> bool:
+        return self.mean is not None
+
+    # ---- the two codes ------------------------------------------------------------------------------------------
+    def _logit_u(self, layer_e: np.ndarray, energies: np.ndarray) -> np.ndarray:
+        u = layer_energies_to_u(layer_e, energies, self.max_dep)  # (n, L) in [0, 1]
+        p = self.alpha + (1.0 - 2.0 * self.alpha) * u
+        return np.log(p) - np.log1p(-p)
+
+    def _thresholded(self, showers) -> np.ndarray:
+        x = np.asarray(showers, dtype=np.float64)
+        return np.where(x < self.threshold_mev, 0.0, x)
+
+    def split(self, showers, energies) -> tuple[np.ndarray, np.ndarray]:
+        """(n, V) MeV, (n,) MeV -> (shapes (n, V) float32 with unit layer sums, codes (n, L) float32)."""
+        self._require_fit()
+        shapes, layer_e = normalise_layers(self._thresholded(showers), self.geometry)
+        codes = (self._logit_u(layer_e, energies) - self.mean) / self.std
+        return shapes.astype(np.float32), codes.astype(np.float32)
+
+    def shapes(self, showers) -> np.ndarray:
+        """Only the stage-2 part (n, V): thresholded showers with unit layer sums (no statistics needed)."""
+        return normalise_layers(self._thresholded(showers), self.geometry)[0].astype(np.float32)
+
+    def layer_energies(self, codes, energies) -> np.ndarray:
+        """Stage-1 codes (n, L) -> layer energies (n, L) MeV >= 0; codes are first clipped to the training range."""
+        self._require_fit()
+        y = np.clip(np.asarray(codes, dtype=np.float64), self.lo, self.hi) * self.std + self.mean
+        u = (1.0 / (1.0 + np.exp(-y)) - self.alpha) / (1.0 - 2.0 * self.alpha)
+        return u_to_layer_energies(u, energies, self.max_dep)
+
+    def join(self, shapes, codes, energies) -> np.ndarray:
+        """Stage-2 shapes (n, V) and stage-1 codes (n, L) -> showers (n, V) float32 MeV.
+
+        The layer energies are imposed, the readout threshold applied, and the layer energies imposed again, so
+        every layer that keeps a voxel above threshold carries exactly its stage-1 energy.
+        """
+        target = self.layer_energies(codes, energies)  # (n, L)
+        x = denormalise_layers(np.clip(np.asarray(shapes, dtype=np.float64), 0.0, None), target, self.geometry)
+        x = denormalise_layers(self._thresholded(x), target, self.geometry)
+        return x.astype(np.float32)
+
+    # ---- statistics ---------------------------------------------------------------------------------------------
+    def fit(self, batches: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]], label: str = "training data"):
+        """Per-layer mean/std and range of the logit-u codes over one pass of (showers, energies) batches."""
+        n, s1, s2, lo, hi, worst = 0, 0.0, 0.0, None, None, 0.0
+        for showers, energies in batches():
+            e = np.asarray(energies, dtype=np.float64).reshape(-1)
+            layer_e = layer_energies(self._thresholded(showers), self.geometry)
+            worst = max(worst, float(np.max(layer_e.sum(1) / e)))
+            y = self._logit_u(layer_e, e)
+            n, s1, s2 = n + len(y), s1 + y.sum(0), s2 + (y * y).sum(0)
+            lo = y.min(0) if lo is None else np.minimum(lo, y.min(0))
+            hi = y.max(0) if hi is None else np.maximum(hi, y.max(0))
+        if n == 0:
+            raise DataError(f"{label}: no showers to fit the layer-energy statistics on")
+        if worst > self.max_dep:
+            raise ConfigError(f"layer_model.max_dep: {self.max_dep} is below the largest E_dep/E_inc in the "
+                              f"{label} ({worst:.3g}); raise it above that value")
+        self.mean = s1 / n
+        self.std = np.maximum(np.sqrt(np.maximum(s2 / n - self.mean**2, 0.0)), STD_FLOOR)
+        self.lo, self.hi = (lo - self.mean) / self.std, (hi - self.mean) / self.std
+        return self
+
+    def _require_fit(self) -> None:
+        if not self.fitted:
+            raise ConfigError("layer_model: the layer-energy statistics are not fitted (call fit first)")
+
+    def state(self) -> dict:
+        arrays = {k: getattr(self, k) for k in ("mean", "std", "lo", "hi")}
+        return {"threshold_mev": self.threshold_mev, "max_dep": self.max_dep, "alpha": self.alpha,
+                **{k: None if v is None else v.tolist() for k, v in arrays.items()}}
+
+    @classmethod
+    def from_state(cls, state: dict, geometry: Geometry) -> LayerEnergyCoder:
+        try:
+            return cls(geometry, state["threshold_mev"], state["max_dep"], state["alpha"], state["mean"],
+                       state["std"], state["lo"], state["hi"])
+        except KeyError as exc:
+            raise ConfigError(f"layer coder state: missing key {exc}") from None
