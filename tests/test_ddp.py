@@ -9,6 +9,7 @@ import sys
 
 import pytest
 from test_trainer import small_recipe_file, structured_file
+from test_two_stage import SMALL_2S
 
 from caloforge.training.checkpoint import load_checkpoint
 
@@ -51,3 +52,27 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path
     assert noise_effect > 100 * max(ddp_vs_one, 1e-7), (noise_effect, ddp_vs_one)
     # only rank 0 wrote: one metrics line per step, one config, one set of checkpoints
     assert (tmp_path / "ddp" / "metrics.jsonl").read_text().count("\n") == STEPS
+
+
+@pytest.mark.slow
+def test_two_stage_ddp_matches_one_process(tmp_path):
+    """The two-stage net computes both losses in one forward, so DDP syncs the layer MLP and the DiT together."""
+    import yaml
+
+    from caloforge.training.config import load_recipe
+
+    data = structured_file(tmp_path / "d.h5", n=64)
+    recipe = load_recipe("tiny-fm-2s", [*SMALL_2S, "train.batch_size=32", f"train.ckpt_every={STEPS}",
+                                        "train.deterministic=false"]).to_dict()
+    path = tmp_path / "two_stage.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          *_train_args(path, data, tmp_path / "ddp")], env=_env(), capture_output=True, text=True,
+                         check=False, timeout=600)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    single = subprocess.run([sys.executable, *_train_args(path, data, tmp_path / "one", "train.grad_accum=2")],
+                            env=_env(), capture_output=True, text=True, check=False, timeout=600)
+    assert single.returncode == 0, single.stderr[-3000:]
+    a, b = (load_checkpoint(tmp_path / d)["model"] for d in ("ddp", "one"))
+    assert any(k.startswith("layer.") for k in a)
+    assert _max_abs_diff(a, b) < 1e-4, _max_abs_diff(a, b)

@@ -132,6 +132,9 @@ class LayerModelConfig(_Strict):
     max_dep: float = Field(2.0, gt=0)  # u0 = E_dep / (max_dep E_inc) must stay below 1
     alpha: float = Field(1.0e-6, gt=0, lt=0.5)  # logit(alpha + (1 - 2 alpha) u)
     threshold_mev: float | None = None  # readout threshold before normalising; None = the geometry's
+    # True: the DiT learns each layer normalised to unit sum (CaloDREAM); False: the thresholded showers in MeV,
+    # conditioned on the layer codes, with the layer sums corrected to the layer model's at sampling
+    normalise_layers: bool = True
 
     @field_validator("objective")
     @classmethod

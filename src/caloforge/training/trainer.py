@@ -339,5 +339,5 @@ def _layer_coder(recipe: Recipe, geometry, data_path: Path, ckpt: dict | None):
         return LayerEnergyCoder.from_state(to_numpy(ckpt["layer_coder"]), geometry)
     lm = recipe.layer_model
     thr = geometry.threshold_mev if lm.threshold_mev is None else lm.threshold_mev
-    coder = LayerEnergyCoder(geometry, thr, lm.max_dep, lm.alpha)
+    coder = LayerEnergyCoder(geometry, thr, lm.max_dep, lm.alpha, normalise=lm.normalise_layers)
     return coder.fit(fit_batches(data_path, recipe.data.fit_max_showers, geometry), label=str(data_path))

@@ -29,13 +29,13 @@ class LayerEnergyCoder:
     """showers (n, V) MeV <-> (layer-normalised shapes (n, V), stage-1 codes (n, L)); see the module docstring."""
 
     def __init__(self, geometry: Geometry, threshold_mev: float, max_dep: float = 2.0, alpha: float = 1e-6,
-                 mean=None, std=None, lo=None, hi=None):
+                 mean=None, std=None, lo=None, hi=None, normalise: bool = True):
         if not 0 < alpha < 0.5:
             raise ConfigError(f"layer_model.alpha: expected a value in (0, 0.5), found {alpha}")
         if not max_dep > 0:
             raise ConfigError(f"layer_model.max_dep: expected a positive value, found {max_dep}")
         self.geometry, self.threshold_mev = geometry, float(threshold_mev)
-        self.max_dep, self.alpha = float(max_dep), float(alpha)
+        self.max_dep, self.alpha, self.normalise = float(max_dep), float(alpha), bool(normalise)
         self.mean, self.std, self.lo, self.hi = (None if v is None else np.asarray(v, dtype=np.float64)
                                                  for v in (mean, std, lo, hi))
 
@@ -58,15 +58,22 @@ class LayerEnergyCoder:
         return np.where(x < self.threshold_mev, 0.0, x)
 
     def split(self, showers, energies) -> tuple[np.ndarray, np.ndarray]:
-        """(n, V) MeV, (n,) MeV -> (shapes (n, V) float32 with unit layer sums, codes (n, L) float32)."""
+        """(n, V) MeV, (n,) MeV -> (shapes (n, V) float32, codes (n, L) float32).
+
+        Shapes have unit layer sums when ``normalise``; otherwise they are the thresholded showers in MeV (the voxel
+        model then learns absolute energies, conditioned on the codes, and ``join`` only corrects the layer sums).
+        """
         self._require_fit()
         shapes, layer_e = normalise_layers(self._thresholded(showers), self.geometry)
+        if not self.normalise:
+            shapes = self._thresholded(showers)
         codes = (self._logit_u(layer_e, energies) - self.mean) / self.std
         return shapes.astype(np.float32), codes.astype(np.float32)
 
     def shapes(self, showers) -> np.ndarray:
-        """Only the stage-2 part (n, V): thresholded showers with unit layer sums (no statistics needed)."""
-        return normalise_layers(self._thresholded(showers), self.geometry)[0].astype(np.float32)
+        """Only the stage-2 part (n, V), as in ``split`` (no statistics needed)."""
+        x = self._thresholded(showers)
+        return (normalise_layers(x, self.geometry)[0] if self.normalise else x).astype(np.float32)
 
     def layer_energies(self, codes, energies) -> np.ndarray:
         """Stage-1 codes (n, L) -> layer energies (n, L) MeV >= 0; codes are first clipped to the training range."""
@@ -115,12 +122,13 @@ class LayerEnergyCoder:
     def state(self) -> dict:
         arrays = {k: getattr(self, k) for k in ("mean", "std", "lo", "hi")}
         return {"threshold_mev": self.threshold_mev, "max_dep": self.max_dep, "alpha": self.alpha,
+                "normalise": self.normalise,
                 **{k: None if v is None else v.tolist() for k, v in arrays.items()}}
 
     @classmethod
     def from_state(cls, state: dict, geometry: Geometry) -> LayerEnergyCoder:
         try:
             return cls(geometry, state["threshold_mev"], state["max_dep"], state["alpha"], state["mean"],
-                       state["std"], state["lo"], state["hi"])
+                       state["std"], state["lo"], state["hi"], bool(state.get("normalise", True)))
         except KeyError as exc:
             raise ConfigError(f"layer coder state: missing key {exc}") from None
