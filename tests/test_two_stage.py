@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from test_trainer import SMALL_GEO, structured_file, structured_showers
 
 from caloforge.errors import ConfigError
-from caloforge.models.two_stage import LayerMLP, LayerMLPConfig, TwoStageNet
 from caloforge.models.dit import DiTConfig
+from caloforge.models.two_stage import LayerMLP, LayerMLPConfig, TwoStageNet
 from caloforge.training.checkpoint import load_checkpoint
 from caloforge.training.config import load_recipe
 from caloforge.training.generator import Generator
@@ -31,15 +31,18 @@ def per_layer(showers: np.ndarray) -> np.ndarray:
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 10_000), n=st.integers(1, 12))
-def test_split_then_join_gives_back_the_thresholded_showers(seed, n):
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 12), normalise=st.booleans())
+def test_split_then_join_gives_back_the_thresholded_showers(seed, n, normalise):
     e, s = structured_showers(n, seed)
     s[:, :12] = 0.0  # an empty first layer (u share 0) and, for small n, layers empty in every shower
-    coder = fitted_coder(e, s)
+    coder = fitted_coder(e, s, normalise=normalise)
     shapes, codes = coder.split(s, e)
     assert shapes.shape == s.shape and codes.shape == (n, SMALL_GEO.n_layers)
     sums = per_layer(shapes)
-    assert np.allclose(sums[per_layer(s) > 0], 1.0, atol=1e-5) and np.all(sums[per_layer(s) == 0] == 0)
+    if normalise:
+        assert np.allclose(sums[per_layer(s) > 0], 1.0, atol=1e-5) and np.all(sums[per_layer(s) == 0] == 0)
+    else:
+        np.testing.assert_array_equal(shapes, np.where(s < THR, 0.0, s).astype(np.float32))
     back = coder.join(shapes, codes, e)
     expected = np.where(s < THR, 0.0, s)
     np.testing.assert_allclose(back, expected, rtol=1e-4, atol=1e-4)
@@ -54,6 +57,7 @@ def test_codes_are_standardised_and_the_state_round_trips():
     assert np.allclose(codes[:, varying].std(0), 1.0, atol=1e-3)
     again = LayerEnergyCoder.from_state(coder.state(), SMALL_GEO)
     np.testing.assert_array_equal(again.split(s, e)[1], codes)
+    assert LayerEnergyCoder.from_state({**coder.state(), "normalise": False}, SMALL_GEO).normalise is False
 
 
 def test_generated_codes_outside_the_training_range_are_clipped_not_extrapolated():

@@ -29,7 +29,7 @@ class LayerEnergyCoder:
     """showers (n, V) MeV <-> (layer-normalised shapes (n, V), stage-1 codes (n, L)); see the module docstring."""
 
     def __init__(self, geometry: Geometry, threshold_mev: float, max_dep: float = 2.0, alpha: float = 1e-6,
-                 mean=None, std=None, lo=None, hi=None, normalise: bool = True):
+                 mean=None, std=None, lo=None, hi=None, normalise: bool = False):
         if not 0 < alpha < 0.5:
             raise ConfigError(f"layer_model.alpha: expected a value in (0, 0.5), found {alpha}")
         if not max_dep > 0:
@@ -85,13 +85,29 @@ class LayerEnergyCoder:
     def join(self, shapes, codes, energies) -> np.ndarray:
         """Stage-2 shapes (n, V) and stage-1 codes (n, L) -> showers (n, V) float32 MeV.
 
-        The layer energies are imposed, the readout threshold applied, and the layer energies imposed again, so
-        every layer that keeps a voxel above threshold carries exactly its stage-1 energy.
+        Threshold first, then scale each layer to its stage-1 energy (twice more, as scaling down can push voxels
+        under the threshold): scaling before the threshold would lift sub-threshold noise of a weak layer into
+        spurious hits. A layer left with no voxel but a stage-1 energy above threshold gets it in its largest voxel.
         """
         target = self.layer_energies(codes, energies)  # (n, L)
-        x = denormalise_layers(np.clip(np.asarray(shapes, dtype=np.float64), 0.0, None), target, self.geometry)
-        x = denormalise_layers(self._thresholded(x), target, self.geometry)
+        x = np.clip(np.asarray(shapes, dtype=np.float64), 0.0, None)
+        if self.normalise:
+            x = denormalise_layers(x, target, self.geometry)  # unit-sum layers -> MeV
+        best = self._largest_voxel(x)  # (n, L) flat voxel index
+        for _ in range(3):
+            x = denormalise_layers(self._thresholded(x), target, self.geometry)
+        x = self._thresholded(x)
+        lost = (layer_energies(x, self.geometry) == 0) & (target >= self.threshold_mev)  # (n, L)
+        rows, layers = np.nonzero(lost)
+        x[rows, best[rows, layers]] = target[rows, layers]
         return x.astype(np.float32)
+
+    def _largest_voxel(self, x: np.ndarray) -> np.ndarray:
+        out = np.zeros((x.shape[0], self.n_layers), dtype=np.int64)
+        for layer in self.geometry.relevant_layers:
+            sl = self.geometry.layer_slice(layer)
+            out[:, layer] = sl.start + np.argmax(x[:, sl], axis=1)
+        return out
 
     # ---- statistics ---------------------------------------------------------------------------------------------
     def fit(self, batches: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]], label: str = "training data"):
