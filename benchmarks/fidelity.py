@@ -154,7 +154,9 @@ def git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
                              check=False)
-        return out.stdout.strip() or "none"
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "src", "benchmarks/fidelity.py"], cwd=REPO,
+                               check=False).returncode == 1
+        return (out.stdout.strip() or "none") + ("+dirty" if dirty else "")
     except OSError:
         return "none"
 

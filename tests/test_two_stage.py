@@ -69,6 +69,23 @@ def test_generated_codes_outside_the_training_range_are_clipped_not_extrapolated
     assert np.all(coder.layer_energies(wild, e[:3]).sum(1) <= coder.max_dep * e[:3] * (1 + 1e-9))
 
 
+def test_join_thresholds_before_imposing_layer_energies_so_noise_is_not_lifted_into_hits():
+    e, s = structured_showers(50, 6)
+    coder = fitted_coder(e, s)
+    _, codes = coder.split(s[:1], e[:1])
+    target = coder.layer_energies(codes, e[:1])[0]  # (L,) MeV
+    deep = int(np.argmax(target > 1.0))  # a layer that must carry > 1 MeV
+    sl = SMALL_GEO.layer_slice(deep)
+    shapes = np.where(s[:1] < THR, 0.0, s[:1]).astype(np.float32)
+    shapes[0, sl] = 0.005  # only sub-threshold noise in that layer (5 keV per voxel) ...
+    shapes[0, sl.start + 3] = 0.009  # ... with one voxel a little stronger
+    out = coder.join(shapes, codes, e[:1])[0]
+    assert np.count_nonzero(out[sl]) == 1 and out[sl.start + 3] == pytest.approx(target[deep], rel=1e-5)
+    shapes[0, sl.start + 5] = 0.5  # one voxel above threshold among the noise: it alone carries the layer
+    out = coder.join(shapes, codes, e[:1])[0]
+    assert np.count_nonzero(out[sl]) == 1 and out[sl.start + 5] == pytest.approx(target[deep], rel=1e-5)
+
+
 def test_a_max_dep_below_the_data_response_is_a_clear_error():
     e, s = structured_showers(20, 5)  # E_dep / E_inc ~ 0.7
     with pytest.raises(ConfigError, match=r"layer_model.max_dep: 0.5 is below the largest E_dep/E_inc in the "
@@ -126,10 +143,11 @@ def test_two_stage_run_learns_and_its_checkpoint_holds_both_stages(two_stage_run
 def test_two_stage_resume_continues_exactly(two_stage_run, tmp_path):
     tmp, _ = two_stage_run
     torch.set_num_threads(1)
-    recipe = load_recipe("tiny-fm-2s", SMALL_2S)
+    recipe = load_recipe("tiny-fm-2s", [*SMALL_2S, "train.schedule=constant"])  # lr independent of train.steps
+    train(recipe, tmp / "train.h5", tmp_path / "whole", steps=40, device="cpu")
     train(recipe, tmp / "train.h5", tmp_path / "split", steps=20, device="cpu")
-    train(recipe, tmp / "train.h5", tmp_path / "split", steps=40, device="cpu")
-    whole = load_checkpoint(tmp / "run")["model"]
+    train(recipe, tmp / "train.h5", tmp_path / "split", steps=40, device="cpu")  # resumes from step 20
+    whole = load_checkpoint(tmp_path / "whole")["model"]
     split = load_checkpoint(tmp_path / "split")["model"]
     assert all(torch.equal(whole[k], split[k]) for k in whole)
 
@@ -145,7 +163,7 @@ def test_two_stage_samples_carry_the_layer_energies_of_the_first_stage(two_stage
     target = gen.coder.layer_energies(y[:, v:], e)  # (n, L) MeV from stage 1
     showers = gen.coder.join(gen.chain.inverse(y[:, :v], e), y[:, v:], e)
     kept = per_layer(showers) > 0
-    np.testing.assert_allclose(per_layer(showers)[kept], target[kept], rtol=1e-4)
+    np.testing.assert_allclose(per_layer(showers)[kept], target[kept], rtol=1e-3)
     out, stats = gen.generate(e, seed=3)
     again, _ = gen.generate(e, seed=3)
     np.testing.assert_array_equal(out, again)

@@ -1,9 +1,10 @@
 """Split a shower into what the two stages of a CaloDREAM-style model learn, and join them again.
 
 Stage 1 learns the L layer energies, coded as the u-parametrisation (``layer_energy``), mapped through a logit and
-standardised per layer; stage 2 learns the shower with each layer normalised to unit sum, conditioned on those codes.
-Joining imposes the stage-1 layer energies exactly on the stage-2 shapes, after the readout threshold, so the mean
-longitudinal profile and the total deposit come from the small stage-1 model alone. Pure numpy.
+standardised per layer. Stage 2 learns the thresholded shower conditioned on those codes: in MeV (the default; the
+transform chain then divides by E_inc, takes logs, ...) or with each layer normalised to unit sum (``normalise``, as
+CaloDREAM does). Joining thresholds the stage-2 output and then imposes the stage-1 layer energies, so the mean
+longitudinal profile and the total deposit come from the small stage-1 model. Pure numpy.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ STD_FLOOR = 1e-6  # a layer that is always empty has std 0; it must not blow up 
 
 
 class LayerEnergyCoder:
-    """showers (n, V) MeV <-> (layer-normalised shapes (n, V), stage-1 codes (n, L)); see the module docstring."""
+    """showers (n, V) MeV <-> (stage-2 shapes (n, V), stage-1 codes (n, L)); see the module docstring."""
 
     def __init__(self, geometry: Geometry, threshold_mev: float, max_dep: float = 2.0, alpha: float = 1e-6,
                  mean=None, std=None, lo=None, hi=None, normalise: bool = False):
