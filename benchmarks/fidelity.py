@@ -233,18 +233,37 @@ def train_in_budget(recipe, paths: dict, run_dir: Path, budget_s: float) -> dict
             else None, "completed": res.completed, "auto": auto}
 
 
-def sample_test_energies(run_dir: Path, test_path: Path, out_path: Path, seed: int = 0) -> dict:
+def sample_test_energies(run_dir: Path, test_path: Path, out_path: Path, seed: int = 0, solver: str | None = None,
+                         steps: int | None = None, use_ema: bool = True) -> dict:
     from caloforge.data.reader import ShowerFile
     from caloforge.data.writer import write_showers
     from caloforge.training.generator import Generator
 
-    gen = Generator.load(run_dir, device="cpu")
+    gen = Generator.load(run_dir, use_ema=use_ema, device="cpu")
     with ShowerFile(test_path) as f:
         energies = f.energies()
-    showers, stats = gen.generate(energies, seed=seed, batch_size=500)
+    showers, stats = gen.generate(energies, solver=solver, steps=steps, seed=seed, batch_size=500)
     write_showers(out_path, energies, showers, geometry=gen.geometry)
     params = sum(p.numel() for p in gen.net.parameters())
-    return {"params": params, "nfe": stats["nfe"], "ms": stats["ms_per_shower"], "redrawn": stats.get("redrawn")}
+    return {"params": params, "nfe": stats["nfe"], "ms": stats["ms_per_shower"], "redrawn": stats.get("redrawn"),
+            "step": gen.step, "recipe": gen.config.name}
+
+
+def resample_row(args, paths: dict, stamp: str) -> dict:
+    """Sampling-only ablations (solver, steps, EMA) on the trained model of an earlier fidelity run."""
+    run = Path(args.from_run)
+    if not (run / "main").is_dir():
+        raise SystemExit(f"fidelity: --from-run: {run} holds no main/ training run (expected a fidelity run dir)")
+    out = run / f"resample-{args.tag or 'x'}-{stamp}"
+    out.mkdir(parents=True, exist_ok=False)
+    smp = sample_test_energies(run / "main", paths["test"], out / "generated.h5", solver=args.solver,
+                               steps=args.steps, use_ema=not args.no_ema)
+    metrics = evaluate_against(out / "generated.h5", paths["test"], out / "eval", paths["train"], args.repeats)
+    how = [f"sampler.solver={args.solver}" if args.solver else "", f"sampler.steps={args.steps}" if args.steps else "",
+           "weights=raw (no EMA)" if args.no_ema else ""]
+    return {"recipe": f"{smp['recipe']} (model of {run.name})", "overrides": " ".join(h for h in how if h) or "-",
+            "params": smp["params"], "steps": str(smp["step"]), "NFE": smp["nfe"], "ms/shower": smp["ms"],
+            **headline(metrics)}
 
 
 def pd_options(n_ref: int, n_gen: int) -> tuple[dict, dict]:
@@ -318,19 +337,28 @@ def main(argv=None) -> int:
     ap.add_argument("--results", type=Path, default=RESULTS)
     ap.add_argument("overrides", nargs="*", help="recipe key=value overrides, e.g. model.patch=[5,4,3]")
     ap.add_argument("--threads", type=int, help="torch threads (default: torch's choice); 1 helps on a loaded machine")
+    ap.add_argument("--from-run", help="sampling-only ablation: reuse the model of this earlier fidelity run dir")
+    ap.add_argument("--solver", help="with --from-run: sampler solver (default the recipe's)")
+    ap.add_argument("--steps", type=int, help="with --from-run: sampler steps (default the recipe's)")
+    ap.add_argument("--no-ema", action="store_true", help="with --from-run: sample with the raw (not EMA) weights")
     args = ap.parse_args(argv)
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    if args.baseline is None and (args.recipe is None or args.budget_min is None):
-        ap.error("expected --recipe and --budget-min, or --baseline")
+    if args.baseline is None and args.from_run is None and (args.recipe is None or args.budget_min is None):
+        ap.error("expected --recipe and --budget-min, --baseline, or --from-run")
     command = "python benchmarks/fidelity.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     row = {"date (UTC)": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"), "tag": args.tag,
            "load": f"{os.getloadavg()[0]:.1f}", "commit": git_commit(), "command": f"`{command}`"}
     paths = cached_split(args.data, args.work)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
 
+    if args.from_run:
+        row.update(resample_row(args, paths, stamp))
+        append_row(args.results, row, preamble(args.data))
+        print(format_row(row))
+        return 0
     if args.baseline:
         gen_path, ref_path, ms = baseline_files(args.baseline, paths, args.work)
         metrics = evaluate_against(gen_path, ref_path, args.work / f"baseline-{args.baseline}" / "eval", None,

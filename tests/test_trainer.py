@@ -88,7 +88,8 @@ def trained_run(tmp_path_factory):
     torch.set_num_threads(1)
     data = structured_file(tmp / "train.h5", n=64)
     val = structured_file(tmp / "val.h5", n=32, seed=1)
-    recipe = load_recipe(small_recipe_file(tmp, batch_size=16, ckpt_every=10, keep_checkpoints=2))
+    recipe = load_recipe(small_recipe_file(tmp, batch_size=16, ckpt_every=10, keep_checkpoints=2,
+                                            quality_showers=24))
     res = train(recipe, data, tmp / "run", val_path=val, steps=30, device="cpu")
     return tmp, res
 
@@ -109,6 +110,20 @@ def test_run_directory_holds_config_metrics_and_last_k_checkpoints(trained_run):
     assert ck["step"] == 30 and ck["data"]["n"] == 64 and ck["data"]["batches_per_epoch"] == 4
     assert ck["data"]["epoch"] == 7 and ck["data"]["index"] == 2  # 30 = 7 epochs of 4 batches + 2
     assert Geometry.from_dict(ck["geometry"]) == SMALL_GEO
+
+
+def test_in_loop_quality_is_logged_with_the_validation_loss_and_improves(trained_run, tmp_path):
+    tmp, _ = trained_run
+    quality = [m for m in read_metrics(tmp / "run") if "quality_fd_x1e3" in m]
+    assert [m["step"] for m in quality] == [10, 20, 30]
+    assert all(m["quality_showers"] == 24 and np.isfinite(m["quality_fd_x1e3"]) and m["quality_fd_x1e3"] > 0
+               for m in quality)
+    # the number measures something: showers from a much better model (more steps) score better than at step 10
+    recipe = load_recipe(tmp / "small.yaml", ["train.lr=3e-3"])
+    train(recipe, tmp / "train.h5", tmp_path / "long", val_path=tmp / "val.h5", steps=300, device="cpu")
+    long = [m for m in read_metrics(tmp_path / "long") if "quality_fd_x1e3" in m]
+    assert long[-1]["quality_fd_x1e3"] < quality[0]["quality_fd_x1e3"]
+    assert abs(long[-1]["quality_response_bias"]) < abs(quality[0]["quality_response_bias"]) + 0.05
 
 
 def test_rerun_of_a_finished_run_does_no_work_and_a_longer_one_continues(trained_run):

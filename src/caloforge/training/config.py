@@ -104,6 +104,9 @@ class TrainConfig(_Strict):
     ckpt_every: int = Field(1000, ge=1)
     keep_checkpoints: int = Field(3, ge=1)
     val_every: int = Field(500, ge=1)
+    # in-loop quality: every val_every steps (with --val) the EMA model samples this many showers at the validation
+    # energies; the Fréchet distance of their high-level features to the validation showers is logged (0 = off)
+    quality_showers: int = Field(0, ge=0)
     log_every: int = Field(50, ge=1)
     seed: int = 0
     deterministic: bool = False
@@ -195,6 +198,7 @@ RESUME_FREE_KEYS = {
     ("train", "ckpt_every"),
     ("train", "keep_checkpoints"),
     ("train", "val_every"),
+    ("train", "quality_showers"),
     ("train", "log_every"),
     ("train", "num_workers"),
     ("train", "compile"),

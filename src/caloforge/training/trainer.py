@@ -242,8 +242,15 @@ def _train(recipe, tc, data_path, out, val_path, dev, info) -> TrainResult:
     if tc.compile and dev.type == "cuda":
         net = torch.compile(net)
     val = load_validation(val_path, chain, encoder, recipe.data, geometry, coder) if val_path else None
+
     grid = voxel_grid(model_cfg)
     lo, hi = ckpt["model_range"] if ckpt is not None else data.model_range(recipe.data.fit_max_showers)
+    quality = None
+    if val_path and tc.quality_showers and info.is_main:
+        from caloforge.training.quality import InLoopQuality
+
+        quality = InLoopQuality(val_path, tc.quality_showers, recipe, objective, chain, encoder, geometry, dev,
+                                (lo, hi), coder, model.objectives[1] if coder is not None else None)
     static = {"model_range": (lo, hi), "config": recipe.to_dict(), "chain": chain.state(), "encoder": encoder.state(),
               "geometry": geometry.to_dict(), "model_config": model_cfg, "objective": objective.config(), **extra_static}
 
@@ -305,6 +312,8 @@ def _train(recipe, tc, data_path, out, val_path, dev, info) -> TrainResult:
             if val is not None and info.is_main and (done % tc.val_every == 0 or done == tc.steps):
                 metrics.write({"step": done, "val_loss": _ema_val_loss(objective, model, ema, val, grid, dev,
                                                                        layer_weight)})
+                if quality is not None:
+                    metrics.write({"step": done, **quality.measure(model, ema)})
             stopping = distributed.any_flag(stop.signum is not None, info)
             if done % tc.ckpt_every == 0 or done == tc.steps or stopping:
                 ckpt_path = checkpoint(done, last_loss)
