@@ -121,6 +121,12 @@ class PostprocessConfig(_Strict):
     max_rounds: int = Field(10, ge=0)
 
 
+def _objective_has_kind(v: dict) -> dict:
+    if "kind" not in v:
+        raise ValueError("expected a 'kind' key (flow, edm, ddpm or vp)")
+    return v
+
+
 class LayerModelConfig(_Strict):
     """Optional first stage (CaloDREAM): a flow over the u-parametrised layer energies; the DiT then learns the
     showers conditioned on them (optionally layer-normalised), and the transforms apply to what the DiT learns."""
@@ -140,12 +146,7 @@ class LayerModelConfig(_Strict):
     # (CaloDREAM). False measured better on the shared Geant4 set (docs/fidelity.md)
     normalise_layers: bool = False
 
-    @field_validator("objective")
-    @classmethod
-    def _has_kind(cls, v):
-        if "kind" not in v:
-            raise ValueError("expected a 'kind' key (flow, edm, ddpm or vp)")
-        return v
+    _has_kind = field_validator("objective")(classmethod(lambda cls, v: _objective_has_kind(v)))
 
 
 class Recipe(_Strict):
@@ -160,12 +161,7 @@ class Recipe(_Strict):
     postprocess: PostprocessConfig = PostprocessConfig()
     layer_model: LayerModelConfig | None = None
 
-    @field_validator("objective")
-    @classmethod
-    def _has_kind(cls, v):
-        if "kind" not in v:
-            raise ValueError("expected a 'kind' key (flow, edm, ddpm or vp)")
-        return v
+    _has_kind = field_validator("objective")(classmethod(lambda cls, v: _objective_has_kind(v)))
 
     @field_validator("transforms")
     @classmethod
