@@ -12,6 +12,7 @@ Measured (2 idle cores, 6000 training showers, 1000 reference showers, Heun 32):
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import numpy as np
@@ -46,6 +47,29 @@ def profile_distance(p: np.ndarray, q: np.ndarray) -> float:
     return float(np.abs(p - q).sum() / q.sum())
 
 
+ENERGY_BINS_MEV = (1e3, 5e3, 25e3, 1.0001e5)
+
+
+def per_energy_distances(showers, energies, ref_showers, ref_energies, thr) -> tuple[float, float]:
+    """Mean over incident-energy bins of (W1 distance of E_dep/E_inc / data mean, relative L1 profile distance).
+
+    Binned in energy because a two-stage model with untrained weights already has the right *marginal* mean
+    response: its layer codes are standardised per layer, so noise codes reproduce their overall mean. What it
+    lacks is the energy dependence (resolution, shower depth), which these distances see.
+    """
+    from scipy.stats import wasserstein_distance
+
+    w, prof = [], []
+    for lo, hi in itertools.pairwise(ENERGY_BINS_MEV):
+        g, r = (energies >= lo) & (energies < hi), (ref_energies >= lo) & (ref_energies < hi)
+        resp_g = np.where(showers[g] < thr, 0.0, showers[g]).sum(1) / energies[g]
+        resp_r = np.where(ref_showers[r] < thr, 0.0, ref_showers[r]).sum(1) / ref_energies[r]
+        w.append(wasserstein_distance(resp_g, resp_r) / resp_r.mean())
+        prof.append(profile_distance(ratio_and_profile(showers[g], energies[g], thr)[1],
+                                     ratio_and_profile(ref_showers[r], ref_energies[r], thr)[1]))
+    return float(np.mean(w)), float(np.mean(prof))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", sorted(MAX_PROFILE_L1))
 def test_training_on_geant4_showers_moves_response_and_profile_close_to_the_data(recipe, g4_file, tmp_path,
@@ -70,16 +94,18 @@ def test_training_on_geant4_showers_moves_response_and_profile_close_to_the_data
         gen_u = Generator.load(run, device="cpu")  # the same pipeline with the initial (untrained) weights
         torch.manual_seed(0)
         gen_u.net.load_state_dict(build_network(gen_u.net.cfg).state_dict())
-        untrained, _ = gen_u.generate(ref.energies[:200], seed=1, batch_size=200)
+        untrained, _ = gen_u.generate(ref.energies, seed=1, batch_size=500)
     finally:
         torch.set_num_threads(old_threads)
 
     r_data, p_data = ratio_and_profile(ref.showers, ref.energies, thr)
     r_gen, p_gen = ratio_and_profile(gen.showers, gen.energies, thr)
-    r_u, p_u = ratio_and_profile(untrained, ref.energies[:200], thr)
+    r_u, p_u = ratio_and_profile(untrained, ref.energies, thr)
     err_ratio, err_profile = abs(r_gen / r_data - 1), profile_distance(p_gen, p_data)
-    err_ratio_u, err_profile_u = abs(r_u / r_data - 1), profile_distance(p_u, p_data)
-    print(f"E_dep/E_inc data {r_data:.4f} gen {r_gen:.4f} untrained {r_u:.4f}; "
-          f"profile L1 gen {err_profile:.4f} untrained {err_profile_u:.4f}")
+    w_gen, pe_gen = per_energy_distances(gen.showers, gen.energies, ref.showers, ref.energies, thr)
+    w_u, pe_u = per_energy_distances(untrained, ref.energies, ref.showers, ref.energies, thr)
+    print(f"{recipe}: E_dep/E_inc data {r_data:.4f} gen {r_gen:.4f} untrained {r_u:.4f}; profile L1 gen "
+          f"{err_profile:.4f} untrained {profile_distance(p_u, p_data):.4f}; per energy bin: response W1 gen "
+          f"{w_gen:.4f} untrained {w_u:.4f}, profile L1 gen {pe_gen:.4f} untrained {pe_u:.4f}")
     assert err_ratio < MAX_RATIO_ERR and err_profile < MAX_PROFILE_L1[recipe]
-    assert err_ratio_u > 2 * err_ratio and err_profile_u > 2 * err_profile
+    assert w_u > 2 * w_gen and pe_u > 2 * pe_gen  # clearly better than the untrained weights
