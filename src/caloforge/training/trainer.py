@@ -242,7 +242,6 @@ def _train(recipe, tc, data_path, out, val_path, dev, info) -> TrainResult:
     if tc.compile and dev.type == "cuda":
         net = torch.compile(net)
     val = load_validation(val_path, chain, encoder, recipe.data, geometry, coder) if val_path else None
-
     grid = voxel_grid(model_cfg)
     lo, hi = ckpt["model_range"] if ckpt is not None else data.model_range(recipe.data.fit_max_showers)
     quality = None
