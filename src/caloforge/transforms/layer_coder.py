@@ -50,7 +50,8 @@ class LayerEnergyCoder:
 
     # ---- the two codes ------------------------------------------------------------------------------------------
     def _logit_u(self, layer_e: np.ndarray, energies: np.ndarray) -> np.ndarray:
-        u = layer_energies_to_u(layer_e, energies, self.max_dep)  # (n, L) in [0, 1]
+        # u0 > 1 only when E_dep > max_dep E_inc, which fit() reports as a config error
+        u = np.clip(layer_energies_to_u(layer_e, energies, self.max_dep), 0.0, 1.0)  # (n, L)
         p = self.alpha + (1.0 - 2.0 * self.alpha) * u
         return np.log(p) - np.log1p(-p)
 
