@@ -66,9 +66,8 @@ class LayerEnergyCoder:
         model then learns absolute energies, conditioned on the codes, and ``join`` only corrects the layer sums).
         """
         self._require_fit()
-        shapes, layer_e = normalise_layers(self._thresholded(showers), self.geometry)
-        if not self.normalise:
-            shapes = self._thresholded(showers)
+        x = self._thresholded(showers)
+        shapes, layer_e = normalise_layers(x, self.geometry) if self.normalise else (x, layer_energies(x, self.geometry))
         codes = (self._logit_u(layer_e, energies) - self.mean) / self.std
         return shapes.astype(np.float32), codes.astype(np.float32)
 
