@@ -28,7 +28,7 @@ def _run(args) -> int:
     from caloforge.errors import ConfigError
     from caloforge.evaluation.plots import write_atomic
     from caloforge.evaluation.timing import bench_generator, format_table, parse_batch_sizes, parse_threads
-    from caloforge.training.generator import Generator
+    from caloforge.sampling.generator import Generator
 
     sizes, threads = parse_batch_sizes(args.batch_sizes), parse_threads(args.threads)
     if args.repeats < 1 or args.warmup < 0:

@@ -57,7 +57,7 @@ def sample_energies(args) -> np.ndarray:
 
 def _run(args) -> int:
     from caloforge.data.writer import write_showers
-    from caloforge.training.generator import Generator
+    from caloforge.sampling.generator import Generator
 
     energies = sample_energies(args)
     gen = Generator.load(args.checkpoint, use_ema=not args.no_ema, device=args.device)

@@ -32,7 +32,7 @@ class InLoopQuality:
         self.coder, self.layer_objective = coder, layer_objective
 
     def _generator(self, model, ema):
-        from caloforge.training.generator import Generator
+        from caloforge.sampling.generator import Generator
 
         net = copy.deepcopy(model)
         ema.copy_to(net)

@@ -53,7 +53,7 @@ def run_demo(settings: DemoSettings, log=print) -> dict:
     from caloforge.evaluation.fpd_kpd import scaled_options
     from caloforge.evaluation.report import evaluate
     from caloforge.simulate.generate import make_file
-    from caloforge.training.generator import Generator
+    from caloforge.sampling.generator import Generator
     from caloforge.training.trainer import train
 
     out = Path(settings.out_dir)
