@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from caloforge.data.geometry import Geometry
+from caloforge.training.config import list_recipes, load_recipe
 from caloforge.transforms.chain import Chain
 from caloforge.transforms.conditions import ConditionEncoder
 from caloforge.transforms.layer_coder import LayerEnergyCoder
 from caloforge.transforms.torch_ops import ChainInverse, EncodeConditions, LayerJoin
-from caloforge.training.config import list_recipes, load_recipe
 
 GEO = Geometry.regular(5, 4, 3, 4.65, 3.4)  # a small regular mesh: 60 voxels, 5 layers
 RTOL, ATOL_PER_MEV = 1e-5, 1e-10
