@@ -48,6 +48,7 @@ def metadata(gen, layout_module, layout: str, solver: str | None, steps: int | N
         "checkpoint": gen.source, "step": gen.step, "objective": gen.objective.kind, "solver": solver,
         "steps": steps, "nfe": gen.nfe(solver, steps), "layer_nfe": gen.layer_nfe(), "two_stage": gen.two_stage,
         "layout": layout, "geometry": gen.geometry.name, "grid_z_alpha_r": [z, a, r],
+        "geometry_dict": gen.geometry.to_dict(),
         "threshold_mev": float(gen.threshold_mev), "energy_range_mev": list(gen.encoder.energy_range_mev),
         "angles": bool(enc.angles), "detector_slots": int(enc.n_onehot),
         "detector_names": gen.detector_names or [],
