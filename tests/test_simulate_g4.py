@@ -39,6 +39,7 @@ def g4cache(tmp_path_factory):
 
 
 @needs_g4
+@pytest.mark.slow
 def test_par04_siw_showers_make_a_valid_file_with_physical_sampling_fraction_and_depth(tmp_path, g4cache):
     out = tmp_path / "g4.h5"
     rc = main(["simulate", "--detector", "par04-siw", "--particle", "e-", "--energy", "1:10", "--n", "20",

@@ -177,10 +177,11 @@ PRESETS: dict[str, DetectorSpec] = {
                      "Si", Mesh(45, 16, 9, 4.65, 3.9), "W", 1.4, 0.5, d_gap_mm=2.0, inner_radius_mm=1250.0,
                      length_mm=2 * 3000.0),
         DetectorSpec("cld", 8, "FCC-ee CLD-like Si-W ECal as a layered cylinder (1.9 mm W / 0.5 mm Si / 2.65 mm gap)",
-                     "Si", Mesh(45, 16, 9, 4.65, 5.05), "W", 1.9, 0.5, d_gap_mm=2.65, inner_radius_mm=2150.0,
+                     "Si", Mesh(45, 16, 9, 4.65, 5.05), "W", 1.9, 0.5, d_gap_mm=2.65, n_layers=40,
+                     inner_radius_mm=2150.0,
                      length_mm=2 * 2210.0),
         DetectorSpec("allegro", 9, "FCC-ee ALLEGRO-like Pb/LAr ECal, inclined plates unrolled (2.8 mm Pb / 3.9 mm LAr"
-                     " / 1.9 mm gap)", "LAr", Mesh(45, 16, 8, 5.0, 11.0), "Pb", 2.8, 3.9, d_gap_mm=1.9,
+                     " / 1.9 mm gap)", "LAr", Mesh(45, 16, 8, 5.0, 11.0), "Pb", 2.8, 3.9, d_gap_mm=1.9, n_layers=43,
                      inner_radius_mm=2170.0, length_mm=2 * 3100.0),
     )
 }
