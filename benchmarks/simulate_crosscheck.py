@@ -71,11 +71,11 @@ def profile_separation(p: np.ndarray, q: np.ndarray) -> float:
 
 def compare(fa: dict, fb: dict) -> dict[str, tuple[float, float]]:
     out = {}
-    for key in fa:
+    for key, va in fa.items():
         if key.startswith("_"):
-            out[key[1:] + " profile"] = (float("nan"), profile_separation(fa[key], fb[key]))
+            out[key[1:] + " profile"] = (float("nan"), profile_separation(va, fb[key]))
         else:
-            a, b = fa[key][np.isfinite(fa[key])], fb[key][np.isfinite(fb[key])]
+            a, b = va[np.isfinite(va)], fb[key][np.isfinite(fb[key])]
             out[key] = (ks_2samp(a, b).pvalue, separation(a, b))
     return out
 
@@ -120,13 +120,13 @@ def main() -> int:
              f"mean radial CoG (bin): {np.nanmean(fs['radial CoG']):.3f} vs {np.nanmean(fr['radial CoG']):.3f}")
     text = "\n".join([
         "# `caloforge simulate par04-siw` vs the shared Geant4 set (matched energies)", "",
-        f"Command: `OMP_NUM_THREADS=1 python benchmarks/simulate_crosscheck.py --n {args.n} --emax {args.emax:g} "
-        f"--workers {args.workers}`", "",
-        f"Machine: {cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}; load average at start "
-        f"{load0[0]:.1f} / {load0[1]:.1f} / {load0[2]:.1f} (shared machine). Simulation wall time {wall:.0f} s.", "",
-        f"{len(e_ref)} electrons, {e_ref.min() / 1e3:.2f}-{e_ref.max() / 1e3:.2f} GeV, the first showers of the shared "
+        (f"Command: `OMP_NUM_THREADS=1 python benchmarks/simulate_crosscheck.py --n {args.n} --emax {args.emax:g} "
+        f"--workers {args.workers}`"), "",
+        (f"Machine: {cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}; load average at start "
+        f"{load0[0]:.1f} / {load0[1]:.1f} / {load0[2]:.1f} (shared machine). Simulation wall time {wall:.0f} s."), "",
+        (f"{len(e_ref)} electrons, {e_ref.min() / 1e3:.2f}-{e_ref.max() / 1e3:.2f} GeV, the first showers of the shared "
         "file in that range; 15.15 keV threshold on both. Split-half floor: two disjoint sets of "
-        f"{len(ref_rows) // 2} further shared showers in the same range.", "",
+        f"{len(ref_rows) // 2} further shared showers in the same range."), "",
         "Criteria: KS p > 0.002 (0.01 / 5 tests) and separation power < split-half floor + 0.01.", "",
         "| feature | KS p-value | separation power | split-half floor | verdict |", "|---|---|---|---|---|",
         *rows, "", means, "", f"Overall: {'agree' if ok else 'DISAGREE'}", ""])

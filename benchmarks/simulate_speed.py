@@ -80,19 +80,19 @@ def main() -> int:
     base = two[0][2]
     lines = [
         "# `caloforge simulate` (Geant4) cost", "",
-        f"Command: `OMP_NUM_THREADS=1 python benchmarks/simulate_speed.py --energies {args.energies} --showers "
-        f"{args.showers} --scaling-n {args.scaling_n} --scaling-gev {args.scaling_gev:g}`", "",
-        f"Machine: {cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}, geant4-pybind 0.1.3 "
+        (f"Command: `OMP_NUM_THREADS=1 python benchmarks/simulate_speed.py --energies {args.energies} --showers "
+        f"{args.showers} --scaling-n {args.scaling_n} --scaling-gev {args.scaling_gev:g}`"), "",
+        (f"Machine: {cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}, geant4-pybind 0.1.3 "
         "(Geant4 11.4.p01), physics em_opt1, cut 0.7 mm, offline stand-in tables. The machine is shared by up to 8 "
-        "jobs: wall time per shower inflates with the load; CPU time per shower is the better per-core figure.", "",
+        "jobs: wall time per shower inflates with the load; CPU time per shower is the better per-core figure."), "",
         "## Seconds per shower vs energy (par04-siw electrons, one process, tables already built)", "",
         "| E (GeV) | showers | wall s/shower | CPU s/shower | CPU ms/GeV | load avg (1 min) |", "|---|---|---|---|---|---|",
         *[f"| {e:g} | {n} | {w:.3f} | {c:.3f} | {1e3 * c / e:.1f} | {ld:.1f} |" for e, n, w, c, ld in one], "",
         f"## Scaling with workers (whole driver, {args.scaling_n} showers at {args.scaling_gev:g} GeV, chunks of 5)", "",
         "| workers | showers | wall s | showers/s | speed-up vs 1 | load avg (1 min) |", "|---|---|---|---|---|---|",
         *[f"| {w} | {n} | {t:.1f} | {n / t:.2f} | {base / t:.2f} | {ld:.1f} |" for w, n, t, ld in two], "",
-        "The wall time includes spawning the workers (~1.5 s each: import, geometry, physics tables) and writing the "
-        "file. On 2 cores that other jobs also use, a second worker helps only as far as a core is free.", ""]
+        ("The wall time includes spawning the workers (~1.5 s each: import, geometry, physics tables) and writing the "
+        "file. On 2 cores that other jobs also use, a second worker helps only as far as a core is free."), ""]
     text = "\n".join(lines)
     Path(__file__).with_name("results").joinpath("simulate.md").write_text(text)
     print(text)
