@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
-
+from caloforge.cli.argtypes import colon_pair
 from caloforge.errors import ConfigError
 
 
 def _energy_range_gev(text: str) -> tuple[float, float]:
-    try:
-        lo, hi = (float(x) for x in text.split(":"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected LOW:HIGH in GeV like 1:100, found {text!r}") from None
-    return lo, hi
+    return colon_pair(text, "LOW:HIGH in GeV like 1:100")
 
 
 def register(dsub) -> None:

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import argparse
 
+from caloforge.cli.argtypes import colon_pair
+
 
 def _range(text: str) -> tuple[float, float]:
-    try:
-        lo, hi = (float(x) for x in text.split(":"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected A:B, found {text!r}") from None
-    return lo, hi
+    return colon_pair(text, "A:B in rad")
 
 
 def _energy(text: str) -> dict:
     """'1:100' -> log-uniform range in GeV; '1,10,100' (or one value) -> a list of GeV."""
     try:
         if ":" in text:
-            return {"energy_range_gev": _range(text), "energy_list_gev": None}
+            return {"energy_range_gev": colon_pair(text), "energy_list_gev": None}
         return {"energy_range_gev": None, "energy_list_gev": tuple(float(x) for x in text.split(","))}
     except (ValueError, argparse.ArgumentTypeError):
         raise argparse.ArgumentTypeError(f"expected LOW:HIGH or a comma list in GeV, found {text!r}") from None
