@@ -4,6 +4,7 @@ stand-in bremsstrahlung table, the aligned scoring mesh, seeding and request che
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -130,3 +131,29 @@ def test_a_wrong_request_is_refused_before_any_work():
     plan = Request(siw, "gamma", 3, energy_list_gev=(1.0, 2.0), energy_range_gev=None).plan()
     assert np.array_equal(plan["energies"], [1e3] * 3 + [2e3] * 3)
     assert np.allclose(plan["theta"], math.pi / 2)
+
+
+def test_installed_data_sets_under_geant4_data_dir_are_used_and_nothing_is_built(tmp_path, monkeypatch):
+    from caloforge.simulate import g4env
+
+    for folder in ("G4EMLOW8.8", "G4ENSDFSTATE3.0", "PhotonEvaporation6.1", "G4PARTICLEXS4.2"):
+        (tmp_path / "data" / folder).mkdir(parents=True)
+    saved = dict(os.environ)
+    try:
+        for var in g4env.DATASETS:
+            monkeypatch.delenv(var, raising=False)
+        monkeypatch.setenv("GEANT4_DATA_DIR", str(tmp_path / "data"))
+        monkeypatch.setenv("CALOFORGE_G4DATA", str(tmp_path / "cache"))
+        setup = g4env.prepare(allow_offline=False)
+        assert not setup.offline and setup.sources["G4LEDATA"] == "GEANT4_DATA_DIR"
+        assert setup.env["G4LEDATA"].endswith("G4EMLOW8.8") and setup.env["G4PARTICLEXSDATA"].endswith("4.2")
+        assert all(var in setup.env for var in g4env.DATASETS)  # every variable set: the import cannot prompt
+        assert not (tmp_path / "cache" / "standin-v1").exists()
+        monkeypatch.setenv("GEANT4_DATA_DIR", str(tmp_path / "empty"))
+        for var in g4env.DATASETS:
+            monkeypatch.delenv(var, raising=False)
+        with pytest.raises(Exception, match="G4LEDATA"):
+            g4env.prepare(allow_offline=False)  # e.g. ftfp_bert: no offline mode
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from caloforge.errors import CaloforgeError, ConfigError
-from caloforge.outputs import atomic_write_bytes, atomic_write_text, check_output
+from caloforge.outputs import atomic_write_bytes, atomic_write_text, check_output, clean_stale_temps
 from caloforge.simulate import g4env
 from caloforge.simulate.detectors import PRESETS, DetectorSpec, preset_names_by_id
 from caloforge.simulate.g4physics import PARTICLES, PHYSICS
@@ -179,6 +179,7 @@ def simulate_file(req: Request, out: str | Path, workers: int = 1, force: bool =
     n, chunk = req.n_total, int(req.chunk)
     partial = out.parent / f"{out.name}.partial"
     _open_partial(partial, req.manifest(data), force)
+    clean_stale_temps(partial)  # half-written chunks of a killed run
     chunks = [(k, slice(lo, min(n, lo + chunk))) for k, lo in enumerate(range(0, n, chunk))]
     todo = [(k, s) for k, s in chunks if not _chunk_path(partial, k).exists()]
     if len(todo) < len(chunks):
