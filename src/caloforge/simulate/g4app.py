@@ -2,9 +2,10 @@
 
 Par04-style: a world of vacuum holding a concentric cylinder (axis = global z) of absorber / active (/ gap) shells
 from the NIST material database, starting at the inner radius. The particle starts at the origin with direction
-(theta, phi) and enters the inner face; its deposits are scored on a cylindrical mesh whose axis is the particle
-direction and whose origin is the entry point (z along the particle, r from the axis, alpha around it, measured from
-the projection of the cylinder axis; alpha bins start at -pi as in Par04). Deposits outside the mesh are dropped.
+(theta, phi) and enters the inner face; its deposits (at the post-step point, as Par04 does) are scored on a
+cylindrical mesh whose axis is the particle direction and whose origin is the entry point (z along the particle,
+r from the axis, alpha around it, measured from the projection of the cylinder axis; alpha bins start at -pi as in
+Par04). Deposits outside the mesh are dropped.
 
 Each shower seeds the Geant4 engine with its own seeds before its primary is made, so a shower is a function of
 (detector, particle, energy, angles, seeds) only: any chunking, worker count or resume gives the same showers.
@@ -76,7 +77,7 @@ class _Calorimeter(g4.G4VUserDetectorConstruction):
 
 
 class _Scorer(g4.G4VSensitiveDetector):
-    """Collects (midpoint, deposit) of every step with a deposit; binned once per event."""
+    """Collects (post-step point, deposit) of every step with a deposit, as Par04 scores; binned once per event."""
 
     def __init__(self, name):
         super().__init__(name)
@@ -86,8 +87,8 @@ class _Scorer(g4.G4VSensitiveDetector):
         edep = step.GetTotalEnergyDeposit()
         if edep <= 0:
             return False
-        a, b = step.GetPreStepPoint().GetPosition(), step.GetPostStepPoint().GetPosition()
-        self.buf.append((0.5 * (a.x + b.x), 0.5 * (a.y + b.y), 0.5 * (a.z + b.z), edep))
+        p = step.GetPostStepPoint().GetPosition()
+        self.buf.append((p.x, p.y, p.z, edep))
         return True
 
 
