@@ -157,3 +157,18 @@ def test_installed_data_sets_under_geant4_data_dir_are_used_and_nothing_is_built
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+def test_simulate_and_data_make_draw_the_same_energies_and_angles_for_a_seed(tmp_path):
+    import h5py
+
+    from caloforge.simulate.generate import make_file
+
+    path = make_file("par04-siw", 30, tmp_path / "gf.h5", energy_range=(1e3, 1e5), seed=9,
+                     theta_range=(1.0, 2.0), phi_range=(-1.0, 1.0))
+    plan = Request(PRESETS["par04-siw"], "e-", 30, seed=9, energy_range_gev=(1.0, 100.0), theta_range=(1.0, 2.0),
+                   phi_range=(-1.0, 1.0)).plan()
+    with h5py.File(path, "r") as f:
+        assert np.array_equal(f["incident_energies"][:, 0], plan["energies"].astype(np.float32))
+        assert np.allclose(f["incident_theta"][:, 0], plan["theta"]) and np.allclose(f["incident_phi"][:, 0],
+                                                                                     plan["phi"])
