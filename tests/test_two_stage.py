@@ -13,9 +13,9 @@ from test_trainer import SMALL_GEO, structured_file, structured_showers
 from caloforge.errors import ConfigError
 from caloforge.models.dit import DiTConfig
 from caloforge.models.two_stage import LayerMLP, LayerMLPConfig, TwoStageNet
+from caloforge.sampling.generator import Generator
 from caloforge.training.checkpoint import load_checkpoint
 from caloforge.training.config import load_recipe
-from caloforge.sampling.generator import Generator
 from caloforge.training.trainer import train
 from caloforge.transforms.layer_coder import LayerEnergyCoder
 
