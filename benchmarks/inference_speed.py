@@ -161,6 +161,7 @@ def main() -> int:
             lines += [f"## {name}", "", "| what | variant | ms | throughput | load |", "|---|---|---|---|---|"]
             nrows = net_rows(gen, tmp, args.budget, peak)
             lines += nrows
+            write(args.out, lines)
             net_sec = float(nrows[0].split("|")[3]) / 1e3
             lines += ["", "| generator | eager ms/shower | onnxruntime ms/shower | eager / onnxruntime | load |",
                       "|---|---|---|---|---|"]
@@ -168,13 +169,16 @@ def main() -> int:
                 lines += generator_rows(gen, steps, tmp, args.budget, net_sec)
             lines.append("")
             print("\n".join(lines[-12:]), flush=True)
-    text = "\n".join(lines) + "\n"
-    if args.out:
+            write(args.out, lines)  # after every recipe: a long run killed half-way keeps what it measured
+    print("\n".join(lines))
+    return 0
+
+
+def write(out: str | None, lines: list[str]) -> None:
+    if out:
         from caloforge.outputs import atomic_write_text
 
-        atomic_write_text(args.out, text)
-    print(text)
-    return 0
+        atomic_write_text(out, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -184,3 +184,20 @@ def test_export_then_par04_consumer_then_evaluate_end_to_end(runs, tmp_path):
     assert main(["evaluate", "--gen", str(gen_file), "--ref", str(ref), "--classifiers", "none", "--no-kpd",
                  "--out", str(tmp_path / "report")]) == 0
     assert (tmp_path / "report" / "metrics.json").is_file()
+
+
+def test_detector_names_resolve_to_slots_and_missing_detector_is_refused():
+    from caloforge.sampling.conditions import detector_slots, raw_conditions
+    from caloforge.transforms.conditions import ConditionEncoder
+
+    enc = ConditionEncoder((1e3, 1e6), angles=False, n_detectors=4)
+    names = ["Par04SiW", "Par04SciPb", "ODD", "FCCeeCLD"]
+    np.testing.assert_array_equal(detector_slots(["ODD", "4", 1], enc, names), [2, 4, 1])
+    with pytest.raises(CaloforgeError, match="one of Par04SiW"):
+        detector_slots("ALLEGRO", enc, names)
+    with pytest.raises(CaloforgeError, match="slot in"):
+        detector_slots(5, enc, names)
+    with pytest.raises(CaloforgeError, match="conditioned on a detector"):
+        raw_conditions(enc, [1e4, 2e4])
+    raw = raw_conditions(enc, [1e4, 2e4], detector="FCCeeCLD", names=names)
+    np.testing.assert_array_equal(raw[:, 1:], [[0, 0, 0, 1, 0], [0, 0, 0, 1, 0]])

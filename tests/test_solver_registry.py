@@ -14,10 +14,10 @@ from caloforge.generative.samplers import registry
 
 MU, S = 1.5, 0.5
 DETERMINISTIC = ["euler", "midpoint", "heun", "heun_full", "rk4", "edm_heun", "ddim"]
-STEPS = {"ddpm": 100, "vp": 100, "edm": 40, "flow": 40}
+STEPS = {"ddpm": 60, "vp": 60, "edm": 30, "flow": 30}
 
 
-def noise(n=4096, seed=0):
+def noise(n=2048, seed=0):
     return torch.randn(n, 2, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
