@@ -100,7 +100,7 @@ class Generator:
 
         key = self.solver_steps(solver, steps)
         if key not in self._modules:
-            self._modules[key] = GeneratorModule(self, *key).eval()
+            self._modules[key] = GeneratorModule(self, *key).to(self.device).eval()
         return self._modules[key]
 
     def _noise(self, module, n: int, gen: torch.Generator):
