@@ -15,7 +15,7 @@ from caloforge.data.reader import ShowerFile
 from caloforge.data.split import split_assignment, split_file, split_sizes
 from caloforge.data.summary import format_summary, sparkline, summarize
 from caloforge.data.validate import validate_file
-from caloforge.data.writer import ShowerWriter, temp_path_for, write_showers
+from caloforge.data.writer import ShowerWriter, write_showers
 from caloforge.errors import CaloforgeError, ConfigError, DataError
 
 MESH = Geometry.regular(2, 3, 4, 1.5, name="mesh-2x3x4")  # 24 voxels
@@ -135,9 +135,9 @@ def test_writer_output_appears_only_on_close(tmp_path):
     out = tmp_path / "late.h5"
     w = ShowerWriter(out, 4, expected_n=2)
     w.append(np.ones(2), np.ones((2, 4)))
-    assert not out.exists() and temp_path_for(out).exists()
+    assert not out.exists() and w.tmp_path.exists()
     w.close()
-    assert out.exists() and not temp_path_for(out).exists()
+    assert out.exists() and not w.tmp_path.exists()
 
 
 def test_writer_with_fewer_rows_than_expected_leaves_no_file(tmp_path):
