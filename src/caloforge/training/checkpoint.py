@@ -7,40 +7,19 @@ either the previous or the new checkpoint, never a torn one. Only the last K are
 
 from __future__ import annotations
 
-import os
+import io
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from caloforge.errors import CaloforgeError
+from caloforge.outputs import atomic_write_bytes, atomic_write_text, ensure_free_space
 
 CKPT_DIR = "checkpoints"
 LATEST = "latest"
 FORMAT = "caloforge-checkpoint-1"
-
-
-def atomic_write_bytes(path: Path, write_fn) -> None:
-    """Call write_fn(file_object) on a temporary file next to path, then rename it over path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write_fn(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, lambda f: f.write(text.encode()))
 
 
 # ---- plain-type conversion (numpy arrays are not allowed by weights_only loading) ----------------------------------
@@ -103,7 +82,11 @@ def save_checkpoint(run_dir: str | Path, step: int, payload: dict, keep: int = 3
     ckdir = Path(run_dir) / CKPT_DIR
     path = ckdir / checkpoint_name(step)
     data = to_plain({**payload, "format": FORMAT, "step": int(step)})
-    atomic_write_bytes(path, lambda f: torch.save(data, f))
+    buf = io.BytesIO()  # serialised first: the size is known, so a full disk is refused before the write
+    torch.save(data, buf)
+    ckdir.mkdir(parents=True, exist_ok=True)
+    ensure_free_space(path, buf.getbuffer().nbytes, what="the checkpoint")
+    atomic_write_bytes(path, lambda f: f.write(buf.getbuffer()))
     atomic_write_text(ckdir / LATEST, path.name + "\n")
     olds = sorted(p for p in ckdir.glob("step_*.pt") if p.name != path.name)
     for p in olds[: max(len(olds) - (keep - 1), 0)]:
