@@ -252,8 +252,8 @@ def _format_error(label: str, exc: ValidationError) -> str:
     more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
     if err["type"].endswith("_type") or err["type"].endswith("_parsing") or "literal" in err["type"]:
         return f"{label}: {loc}: {msg.lower()}, found {found!r}{more}"
-    if err["type"] in _BOUND_ERRORS:  # 'train.lr: input should be a finite number, found inf'
-        return f"{label}: {loc}: {msg[:1].lower() + msg[1:]}, found {found!r}{more}"
+    if err["type"] in _BOUND_ERRORS:  # "train.lr: Input should be a finite number, found inf"
+        return f"{label}: {loc}: {msg}, found {found!r}{more}"
     return f"{label}: {loc}: {msg}{more}"
 
 
