@@ -20,6 +20,8 @@ from caloforge.outputs import atomic_write_bytes, atomic_write_text, ensure_free
 CKPT_DIR = "checkpoints"
 LATEST = "latest"
 FORMAT = "caloforge-checkpoint-1"
+#: Entries every checkpoint written by ``save_checkpoint`` from a training run carries.
+REQUIRED_KEYS = ("step", "config", "model", "model_config", "geometry", "objective", "chain", "encoder")
 
 
 # ---- plain-type conversion (numpy arrays are not allowed by weights_only loading) ----------------------------------
@@ -121,12 +123,19 @@ def resolve_checkpoint(run_dir_or_file: str | Path) -> Path:
 def load_checkpoint(run_dir_or_file: str | Path, map_location="cpu") -> dict:
     """Load a checkpoint dict with weights_only=True (no arbitrary code runs while loading)."""
     path = resolve_checkpoint(run_dir_or_file)
+    if path.stat().st_size == 0:
+        raise CaloforgeError(f"{path}: not a caloforge checkpoint (the file is empty)")
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for corrupt files
-        raise CaloforgeError(f"{path}: cannot load checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+        first = (str(exc).strip().splitlines() or ["no detail"])[0]
+        raise CaloforgeError(f"{path}: cannot load checkpoint ({type(exc).__name__}: {first})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise CaloforgeError(f"{path}: not a caloforge checkpoint (format: expected {FORMAT!r}, found {found!r})")
+    missing = [k for k in REQUIRED_KEYS if k not in data]
+    if missing:
+        raise CaloforgeError(f"{path}: incomplete caloforge checkpoint (missing: {', '.join(missing)}); it was not "
+                             f"written by caloforge train")
     data["path"] = str(path)
     return data
