@@ -4,11 +4,12 @@ the door; odd files (extra datasets, unknown voxel counts, deep JSON, empty chec
 
 from __future__ import annotations
 
-
 import h5py
 import numpy as np
 import pytest
 import torch
+from conftest import write_raw_h5
+from test_trainer import small_recipe_file, structured_file
 
 import caloforge.training.trainer as trainer_mod
 from caloforge.cli.main import main
@@ -16,8 +17,6 @@ from caloforge.data.validate import check_energy_range, require_valid
 from caloforge.errors import CaloforgeError, DataError
 from caloforge.training.checkpoint import load_checkpoint
 from caloforge.training.config import load_recipe
-from conftest import write_raw_h5
-from test_trainer import small_recipe_file, structured_file
 
 
 def _one_line(capsys) -> str:

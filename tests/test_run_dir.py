@@ -12,14 +12,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_trainer import small_recipe_file, structured_file
 
+import caloforge
 from caloforge.cli.main import main
 from caloforge.errors import CaloforgeError
 from caloforge.outputs import TMP_MARK
 from caloforge.training.run_dir import LOCK_NAME, RunDirLock
-from test_trainer import structured_file, small_recipe_file
 
-REPO = Path(__file__).resolve().parents[1]
+SRC = Path(caloforge.__file__).resolve().parents[1]  # the caloforge under test, also in subprocesses
 
 
 def _train_argv(recipe, data, out, *extra):
@@ -27,9 +28,9 @@ def _train_argv(recipe, data, out, *extra):
 
 
 def test_lock_is_exclusive_and_released(tmp_path):
-    with RunDirLock(tmp_path / "run"):
-        with pytest.raises(CaloforgeError, match=r"run: this run directory is in use by caloforge train \(pid \d+\)"):
-            RunDirLock(tmp_path / "run").acquire()
+    busy = r"run: this run directory is in use by caloforge train \(pid \d+\)"
+    with RunDirLock(tmp_path / "run"), pytest.raises(CaloforgeError, match=busy):
+        RunDirLock(tmp_path / "run").acquire()
     with RunDirLock(tmp_path / "run"):  # released on exit
         pass
 
@@ -40,7 +41,7 @@ def test_second_train_on_the_same_out_is_refused_while_the_first_runs_and_a_kill
     data = structured_file(tmp_path / "train.h5")
     recipe = small_recipe_file(tmp_path, ckpt_every=100000, log_every=100000)
     out = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
     first = subprocess.Popen([sys.executable, "-m", "caloforge.cli.main",
                               *_train_argv(recipe, data, out, "--steps", "1000000")],
                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -32,10 +32,9 @@ def register(dsub) -> None:
 
 
 def _make(args) -> int:
+    from caloforge.outputs import check_output, clean_stale_temps
     from caloforge.simulate.detectors import get_detector
     from caloforge.simulate.generate import make_file
-
-    from caloforge.outputs import check_output, clean_stale_temps
 
     spec = get_detector(args.detector)
     lo, hi = args.energy_range

@@ -16,11 +16,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from caloforge.errors import CaloforgeError, ConfigError
 from caloforge.outputs import TMP_MARK, atomic_write_text
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 try:
     import fcntl
@@ -62,7 +66,7 @@ class RunDirLock:
             os.close(self._fd)  # closing the descriptor drops the flock
             self._fd = None
 
-    def __enter__(self) -> RunDirLock:
+    def __enter__(self) -> Self:
         self.acquire()
         return self
 

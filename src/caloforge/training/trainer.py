@@ -29,7 +29,7 @@ from caloforge.data.reader import ShowerFile
 from caloforge.data.validate import check_energy_range, require_valid
 from caloforge.errors import CaloforgeError, ConfigError
 from caloforge.progress import progress
-from caloforge.training import distributed
+from caloforge.training import distributed, run_dir
 from caloforge.training.build import (
     autocast_context,
     build_network,
@@ -39,7 +39,6 @@ from caloforge.training.build import (
     resolve_device,
     voxel_grid,
 )
-from caloforge.training import run_dir
 from caloforge.training.checkpoint import (
     capture_rng_state,
     latest_checkpoint,
