@@ -18,10 +18,17 @@ def _fractions(text: str) -> tuple[float, ...]:
         raise ConfigError(f"--fractions: expected comma-separated numbers like 0.8,0.1,0.1, found {text!r}") from None
 
 
+def _geometry(text: str) -> str:
+    if text in _GEOMETRY_CHOICES or text.endswith(".xml"):
+        return text
+    raise argparse.ArgumentTypeError(f"expected one of {', '.join(_GEOMETRY_CHOICES)} or a binning .xml file, "
+                                     f"found {text!r}")
+
+
 def _add_geometry(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--geometry", choices=_GEOMETRY_CHOICES, default=None,
-                   help="official CaloChallenge binning to check against (default: the file's recorded geometry, "
-                        "else the official one with the file's voxel count)")
+    p.add_argument("--geometry", type=_geometry, default=None, metavar="{1-photons,1-pions,2,3,BINNING.xml}",
+                   help="official CaloChallenge binning, or a binning XML in the official format, to check against "
+                        "(default: the file's recorded geometry, else the official one with the file's voxel count)")
 
 
 def register(sub) -> None:

@@ -48,9 +48,14 @@ def batch_rows_for(n_voxels: int, target_bytes: int = 64 * 2**20) -> int:
 
 
 def resolve_geometry(geometry: Geometry | str | None) -> Geometry | None:
-    """A Geometry from a Geometry, an official dataset key ('2', '3', '1-photons', '1-pions') or None."""
+    """A Geometry from a Geometry, an official dataset key ('2', '3', '1-photons', '1-pions'), a binning XML path
+    or None."""
     if geometry is None or isinstance(geometry, Geometry):
         return geometry
+    if str(geometry).endswith(".xml"):
+        if not Path(geometry).is_file():
+            raise DataError(f"{geometry}: binning XML file not found")
+        return Geometry.from_xml(geometry)
     return Geometry.official(str(geometry))
 
 

@@ -127,7 +127,7 @@ def require_geometry(f: ShowerFile) -> None:
     if f.geometry is None:
         raise DataError(f"{f.path}: dataset '{schema.SHOWERS}': {f.n_voxels} voxels per shower match no known "
                         f"geometry (official: {known_geometries()}); record the mesh in the '{schema.ATTR_GEOMETRY}' "
-                        f"attribute or give its geometry")
+                        f"attribute or give its binning (--geometry BINNING.xml)")
 
 
 def validate_file(
