@@ -174,8 +174,9 @@ class ShowerWriter:
         free = shutil.disk_usage(self._tmp.parent).free
         if need > free:
             self.abort()
-            raise OutputError(f"{self.path}: the disk is full: the next {n} showers need about {need / 1e6:.1f} MB "
-                              f"but only {free / 1e6:.1f} MB are free there; free some space or choose another folder")
+            raise OutputError(f"{self.path}: not enough free space: the next {n} showers need about "
+                              f"{need / 1e6:.1f} MB but only {free / 1e6:.1f} MB are free there; free some space or "
+                              f"choose another folder")
 
     def close(self) -> Path:
         """Finish the file and move it into place; returns the final path."""
