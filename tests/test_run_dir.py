@@ -91,3 +91,18 @@ def test_stale_checkpoint_temps_are_removed_on_start(tmp_path, capsys):
     assert not any(p.exists() for p in stale)
     names = sorted(p.name for p in (out / "checkpoints").iterdir())
     assert names == ["latest", "step_00000002.pt"]
+
+
+def test_a_full_disk_at_the_checkpoint_is_one_line_and_leaves_no_partial_checkpoint(tmp_path, capsys, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    data = structured_file(tmp_path / "train.h5")
+    recipe = small_recipe_file(tmp_path)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 20_000, 20_000))
+    out = tmp_path / "run"
+    assert main(_train_argv(recipe, data, out, "--steps", "2")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the checkpoint needs about" in err[0] and "MB are free there" in err[0], err
+    assert [p.name for p in (out / "checkpoints").iterdir()] == []
