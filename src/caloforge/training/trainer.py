@@ -350,10 +350,6 @@ def _rows_text(data: TrainBatches, step: int, info) -> str:
     return f"[{shown}{', ...' if len(rows) > 8 else ''}] ({len(rows)} rows)"
 
 
-def _ema_val_loss(objective, model, ema: EMA, val, grid, dev, layer_weight=None) -> float:
-    import copy
-
-
 def _ema_val_loss(objective, model, ema: EMA, val, grid, dev, layer_weight=None, ctx=None) -> float:
     return validation_loss(objective, ema.network(model), val[0], val[1], grid, dev, layer_weight, ctx)
 
