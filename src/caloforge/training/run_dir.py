@@ -14,6 +14,7 @@ a checkpoint, no stale temporary files.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,10 +42,12 @@ class RunDirLock:
     def __init__(self, out: str | Path, command: str = "train", enabled: bool = True):
         self.out, self.command, self.enabled = Path(out), command, enabled
         self._fd: int | None = None
+        self._created = False
 
     def acquire(self) -> None:
         if not self.enabled or fcntl is None:
             return
+        self._created = not self.out.exists()
         try:
             self.out.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.out / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
@@ -62,9 +65,16 @@ class RunDirLock:
         self._fd = fd
 
     def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing the descriptor drops the flock
-            self._fd = None
+        """Drop the lock; a directory this lock created and nothing else wrote to (a run refused before any work)
+        is removed again, so a failed command leaves nothing behind."""
+        if self._fd is None:
+            return
+        if self._created and set(os.listdir(self.out)) <= {LOCK_NAME}:
+            (self.out / LOCK_NAME).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                self.out.rmdir()
+        os.close(self._fd)  # closing the descriptor drops the flock
+        self._fd = None
 
     def __enter__(self) -> Self:
         self.acquire()
