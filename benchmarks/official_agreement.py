@@ -34,13 +34,13 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
-from machine import cpu_model  # noqa: E402
+from machine import cpu_model
 
-from caloforge.data.geometry import Geometry  # noqa: E402
-from caloforge.evaluation.features import hlf_vector  # noqa: E402
-from caloforge.evaluation.fpd_kpd import fpd, kpd  # noqa: E402
-from caloforge.evaluation.histograms import feature_histograms  # noqa: E402
-from caloforge.evaluation.scan import finish_reference_spectrum, scan_file, voxel_spectrum  # noqa: E402
+from caloforge.data.geometry import Geometry
+from caloforge.evaluation.features import hlf_vector
+from caloforge.evaluation.fpd_kpd import fpd, kpd
+from caloforge.evaluation.histograms import feature_histograms
+from caloforge.evaluation.scan import finish_reference_spectrum, scan_file, voxel_spectrum
 
 SHARED = REPO.parent.parent / "shared" / "data" / "g4_par04_ds2_electrons_1-100GeV_A.h5"
 OFFICIAL_LABEL = {"E_ratio": "Etot / Einc", "E_layer": "E layer", "EC_eta": "EC Eta layer",
@@ -190,6 +190,10 @@ def ours_side(dataset: str, ref_path: Path, gen_path: Path):
     return seps, hlf_vector(gen.feats, geo), hlf_vector(ref.feats, geo)
 
 
+def label_key(label: str) -> str:
+    return label.split(":")[0]
+
+
 def rel(a: float, b: float) -> float:
     return 0.0 if a == b else abs(a - b) / max(abs(b), 1e-300)
 
@@ -233,7 +237,7 @@ def fpd_kpd_rows(label, jetnet, x_ref_off, x_gen_off, x_ref, x_gen, args, lines)
     f_j = jetnet.fpd(x_ref_off, x_gen_off, **fpd_kw)
     k_j = jetnet.kpd(x_ref_off, x_gen_off, batch_size=args.kpd_batch)
     t_j = time.process_time() - t
-    fmt = lambda v: f"{v[0] * 1e3:.4f} ± {v[1] * 1e3:.4f}"  # noqa: E731  evaluate.py's print precision
+    fmt = lambda v: f"{v[0] * 1e3:.4f} ± {v[1] * 1e3:.4f}"
     same = fmt(f_o) == fmt(f_j) and fmt(k_o) == fmt(k_j)
     lines.append(f"| {label.split(':')[0]} | {fmt(f_j)} | {fmt(f_o)} | {rel(f_o[0], f_j[0]):.2g} | {fmt(k_j)} | "
                  f"{fmt(k_o)} | {rel(k_o[0], k_j[0]):.2g} | {'yes' if same else 'NO'} | {t_j:.0f} / {t_o:.0f} |")
@@ -287,6 +291,64 @@ def classifier_rows(label, official, gen_arr, ref_arr, x_gen, x_ref, dataset, ar
                  f"{t_off:.0f} / {t_ours:.0f} |")
 
 
+def cost_section(official, jetnet, pair, n: int, work: Path, lines) -> None:
+    """CPU time of the whole evaluation, side by side in this process (same pair, same machine, same load): the
+    official steps a user runs for the paper's table (load + threshold + HighLevelFeatures, hist-chi, cls-high at
+    its defaults, jetnet fpd/kpd at evaluate.py's settings) against ``caloforge.evaluation.report.evaluate`` with its
+    defaults (fast classifier, eigh FPD, plots and report written)."""
+    from contextlib import redirect_stdout
+    from io import StringIO
+
+    import torch
+
+    from caloforge.evaluation.report import evaluate
+
+    label, dataset, ref_path, gen_path = pair
+    cut = []
+    for path in (ref_path, gen_path):
+        with h5py.File(path, "r") as f:
+            cut.append(write_h5(work / f"cost_{path.name}", f["incident_energies"][:n], f["showers"][:n]))
+    ref_path, gen_path = cut
+    load0 = os.getloadavg()
+    steps_off = {}
+    t = time.process_time()
+    with redirect_stdout(StringIO()):
+        _, gen_off, ref_off = official_side(official, dataset, ref_path, gen_path)
+        steps_off["features + hist-chi"] = time.process_time() - t
+        t1 = time.process_time()
+        auc_off = official_classifier(official, gen_off, ref_off, dataset, 1, 50)[0]
+        steps_off["cls-high (50 epochs)"] = time.process_time() - t1
+        t1 = time.process_time()
+        f_j = jetnet.fpd(ref_off[:, :-1], gen_off[:, :-1], min_samples=10000)
+        steps_off["fpd"] = time.process_time() - t1
+        t1 = time.process_time()
+        k_j = jetnet.kpd(ref_off[:, :-1], gen_off[:, :-1], batch_size=10000)
+        steps_off["kpd"] = time.process_time() - t1
+    t_off = time.process_time() - t
+    t = time.process_time()
+    m = evaluate([gen_path], ref_path, dataset=dataset, out_dir=work / "cost_report", classifiers=("high",))
+    t_ours = time.process_time() - t
+    g = m["generated"][0]
+    load1 = os.getloadavg()
+    lines += ["", "## Cost: the whole evaluation, official code vs caloforge, side by side in one process", "",
+              (f"Pair: {label.split(':')[0]}, first {n} showers of each file; torch threads "
+               f"{torch.get_num_threads()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; load "
+               f"average {load0[0]:.1f} before, {load1[0]:.1f} after (2 cores shared with other jobs: CPU times, not "
+               "wall times, are compared). Official classifier: ttv_split by fractions (its fixed 60k/20k/20k split "
+               "needs 100k showers); everything else at evaluate.py's settings."), "",
+              "| | official CPU s | caloforge CPU s |", "|---|---|---|"]
+    lines += [f"| {k} | {v:.1f} | |" for k, v in steps_off.items()]
+    ours_steps = {**{k: v for k, v in g["timings_s"].items()}, "plots": m["timings_s"]["plots"]}
+    lines += [f"| caloforge {k} (wall s) | | {v:.1f} |" for k, v in ours_steps.items()]
+    lines += [f"| **total** | **{t_off:.0f}** | **{t_ours:.0f}** |", "",
+              f"**Cost ratio: {t_off / t_ours:.1f}x** (official / caloforge CPU time).", "",
+              (f"Numbers of that run: FPD x10^3 official {f_j[0] * 1e3:.4f} ± {f_j[1] * 1e3:.4f}, caloforge "
+               f"{g['fpd']['value_x1e3']:.4f} ± {g['fpd']['error_x1e3']:.4f}; KPD x10^3 official "
+               f"{k_j[0] * 1e3:.4f} ± {k_j[1] * 1e3:.4f}, caloforge {g['kpd']['value_x1e3']:.4f} ± "
+               f"{g['kpd']['error_x1e3']:.4f}; AUC cls-high official {auc_off:.4f} (1 run), caloforge "
+               f"{g['classifiers']['high']['auc']:.4f} (1 run, fast default).")]
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--official-code", type=Path, required=True)
@@ -304,6 +366,9 @@ def main(argv=None) -> None:
     p.add_argument("--fpd-batches", type=int, default=4)
     p.add_argument("--fpd-points", type=int, default=5)
     p.add_argument("--kpd-batch", type=int, default=2000)
+    p.add_argument("--cost-pair", default="", help="pair whose whole evaluation is timed both ways ('' none)")
+    p.add_argument("--cost-only", action="store_true", help="only the cost comparison (no agreement tables)")
+    p.add_argument("--cost-n", type=int, default=1000, help="showers per file for the cost comparison")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "official_agreement.md")
     args = p.parse_args(argv)
     args.data, args.out = args.data.resolve(), args.out.resolve()
@@ -313,15 +378,15 @@ def main(argv=None) -> None:
     names = [s for s in args.pairs.split(",") if s]
     lines = ["# Agreement with the official CaloChallenge evaluation code", "", f"Command: `{cmd}`", "",
              f"Machine: {os.cpu_count()} cores, {cpu_model()}, numpy {np.__version__}; load average at start {os.getloadavg()[0]:.1f}", "",
-             "Official side: evaluate.py, HighLevelFeatures.py, evaluate_plotting_helper.py of CaloChallenge/homepage "
+             ("Official side: evaluate.py, HighLevelFeatures.py, evaluate_plotting_helper.py of CaloChallenge/homepage "
              "HEAD, unmodified, imported as modules (hist-chi mode: the separation powers evaluate.py writes); jetnet "
              "0.2.5 fpd/kpd on evaluate.py's own cls-high arrays. caloforge side: the streaming path of "
-             "`caloforge evaluate` (scan_file, exact voxel spectrum, feature_histograms, fpd(method='eigh'), kpd).",
+             "`caloforge evaluate` (scan_file, exact voxel spectrum, feature_histograms, fpd(method='eigh'), kpd)."),
              "Every separation power, side by side: `official_agreement_seps.csv`."]
     rows_csv, fk_lines, cls_lines, worst = [], [], [], {}
     with tempfile.TemporaryDirectory(prefix="caloforge_agree_") as tmp:
         pairs = build_pairs(names, Path(tmp), args)
-        for label, dataset, ref_path, gen_path in pairs:
+        for label, dataset, ref_path, gen_path in ([] if args.cost_only else pairs):
             say(f"{label}: official side")
             t = time.process_time()
             seps_off, gen_off, ref_off = official_side(official, dataset, ref_path, gen_path)
@@ -329,15 +394,20 @@ def main(argv=None) -> None:
             say(f"{label}: caloforge side")
             seps_ours, x_gen, x_ref = ours_side(dataset, ref_path, gen_path)
             t_ours = time.process_time() - t
-            lines += ["", f"## {label}", "", f"Features + histograms CPU time: official {t_off:.1f} s, caloforge "
+            lines += ["", f"## {label}", "", (f"Features + histograms CPU time: official {t_off:.1f} s, caloforge "
                       f"{t_ours:.1f} s. cls-high/FPD vectors: max abs diff "
-                      f"{np.abs(np.r_[x_ref, x_gen] - np.r_[ref_off, gen_off][:, :-1]).max():.3g}."]
+                      f"{np.abs(np.r_[x_ref, x_gen] - np.r_[ref_off, gen_off][:, :-1]).max():.3g}.")]
             worst[label] = sep_section(label.split(":")[0], seps_ours, seps_off, rows_csv, lines)
             say(f"{label}: FPD/KPD")
             fpd_kpd_rows(label, jetnet, ref_off[:, :-1], gen_off[:, :-1], x_ref, x_gen, args, fk_lines)
             if label.split(":")[0] in args.cls_pairs.split(","):
                 say(f"{label}: classifiers")
                 classifier_rows(label, official, gen_off, ref_off, x_gen, x_ref, dataset, args, cls_lines)
+        cost_lines: list[str] = []
+        for pair in pairs:
+            if label_key(pair[0]) == args.cost_pair:
+                say(f"{pair[0]}: cost, both ways")
+                cost_section(official, jetnet, pair, args.cost_n, Path(tmp), cost_lines)
     lines += ["", "## Separation powers: worst relative difference per pair", "",
               "| pair | max rel diff over every histogram |", "|---|---|"]
     lines += [f"| {k} | {v:.3g} |" for k, v in worst.items()]
@@ -352,8 +422,9 @@ def main(argv=None) -> None:
                   (f"Official: evaluate.py's DNN, ttv_split, train_and_evaluate_cls ({args.cls_epochs} epochs), "
                    "load_classifier and evaluate_cls (isotonic calibration on test), float64, np.random seeded per "
                    "repeat. Ours: `run_classifier` fast default (float32, 3 x 512, standardised, patience 5)."), "",
-                  "| pair | showers per class | official AUCs | official mean ± std | ours AUCs | ours mean ± std | "
-                  "|diff of means| | CPU s official / ours |", "|---|---|---|---|---|---|---|---|", *cls_lines]
+                  ("| pair | showers per class | official AUCs | official mean ± std | ours AUCs | ours mean ± std | "
+                  "|diff of means| | CPU s official / ours |"), "|---|---|---|---|---|---|---|---|", *cls_lines]
+    lines += cost_lines
     csv_path = args.out.with_name(args.out.stem + "_seps.csv")
     with open(csv_path, "w", newline="") as f:
         w = csv.writer(f)
