@@ -291,7 +291,7 @@ def classifier_rows(label, official, gen_arr, ref_arr, x_gen, x_ref, dataset, ar
                  f"{t_off:.0f} / {t_ours:.0f} |")
 
 
-def cost_section(official, jetnet, pair, n: int, work: Path, lines) -> None:
+def cost_section(official, jetnet, pair, n: int, work: Path, lines, args) -> None:
     """CPU time of the whole evaluation, side by side in this process (same pair, same machine, same load): the
     official steps a user runs for the paper's table (load + threshold + HighLevelFeatures, hist-chi, cls-high at
     its defaults, jetnet fpd/kpd at evaluate.py's settings) against ``caloforge.evaluation.report.evaluate`` with its
@@ -311,6 +311,12 @@ def cost_section(official, jetnet, pair, n: int, work: Path, lines) -> None:
     ref_path, gen_path = cut
     load0 = os.getloadavg()
     steps_off = {}
+    if args.cost_official_fpd:  # evaluate.py's own calls
+        fpd_kw, kpd_kw = {"min_samples": 10000}, {"batch_size": 10000}
+    else:  # the same smaller settings on both sides
+        fpd_kw = {"min_samples": args.fpd_min, "max_samples": args.fpd_max, "num_batches": args.fpd_batches,
+                  "num_points": args.fpd_points}
+        kpd_kw = {"batch_size": args.kpd_batch}
     t = time.process_time()
     with redirect_stdout(StringIO()):
         _, gen_off, ref_off = official_side(official, dataset, ref_path, gen_path)
@@ -319,14 +325,15 @@ def cost_section(official, jetnet, pair, n: int, work: Path, lines) -> None:
         auc_off = official_classifier(official, gen_off, ref_off, dataset, 1, 50)[0]
         steps_off["cls-high (50 epochs)"] = time.process_time() - t1
         t1 = time.process_time()
-        f_j = jetnet.fpd(ref_off[:, :-1], gen_off[:, :-1], min_samples=10000)
+        f_j = jetnet.fpd(ref_off[:, :-1], gen_off[:, :-1], **fpd_kw)
         steps_off["fpd"] = time.process_time() - t1
         t1 = time.process_time()
-        k_j = jetnet.kpd(ref_off[:, :-1], gen_off[:, :-1], batch_size=10000)
+        k_j = jetnet.kpd(ref_off[:, :-1], gen_off[:, :-1], **kpd_kw)
         steps_off["kpd"] = time.process_time() - t1
     t_off = time.process_time() - t
     t = time.process_time()
-    m = evaluate([gen_path], ref_path, dataset=dataset, out_dir=work / "cost_report", classifiers=("high",))
+    m = evaluate([gen_path], ref_path, dataset=dataset, out_dir=work / "cost_report", classifiers=("high",),
+                 fpd_options=fpd_kw, kpd_options=kpd_kw)
     t_ours = time.process_time() - t
     g = m["generated"][0]
     load1 = os.getloadavg()
@@ -335,7 +342,9 @@ def cost_section(official, jetnet, pair, n: int, work: Path, lines) -> None:
                f"{torch.get_num_threads()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; load "
                f"average {load0[0]:.1f} before, {load1[0]:.1f} after (2 cores shared with other jobs: CPU times, not "
                "wall times, are compared). Official classifier: ttv_split by fractions (its fixed 60k/20k/20k split "
-               "needs 100k showers); everything else at evaluate.py's settings."), "",
+               "needs 100k showers), otherwise evaluate.py's defaults (float64, 3 x 2048, 50 epochs). FPD/KPD settings, "
+               f"the same on both sides: fpd{fpd_kw}, kpd{kpd_kw}. caloforge: `evaluate()` with its defaults "
+               "otherwise (fast classifier, eigh Fréchet trace, plots and report.html written)."), "",
               "| | official CPU s | caloforge CPU s |", "|---|---|---|"]
     lines += [f"| {k} | {v:.1f} | |" for k, v in steps_off.items()]
     ours_steps = {**{k: v for k, v in g["timings_s"].items()}, "plots": m["timings_s"]["plots"]}
@@ -367,7 +376,10 @@ def main(argv=None) -> None:
     p.add_argument("--fpd-points", type=int, default=5)
     p.add_argument("--kpd-batch", type=int, default=2000)
     p.add_argument("--cost-pair", default="", help="pair whose whole evaluation is timed both ways ('' none)")
+    p.add_argument("--no-fpd", action="store_true", help="skip the FPD/KPD comparison")
     p.add_argument("--cost-only", action="store_true", help="only the cost comparison (no agreement tables)")
+    p.add_argument("--cost-official-fpd", action="store_true",
+                   help="cost comparison with evaluate.py's FPD/KPD settings (10k-50k draws; slow) instead of --fpd-*")
     p.add_argument("--cost-n", type=int, default=1000, help="showers per file for the cost comparison")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "official_agreement.md")
     args = p.parse_args(argv)
@@ -398,8 +410,9 @@ def main(argv=None) -> None:
                       f"{t_ours:.1f} s. cls-high/FPD vectors: max abs diff "
                       f"{np.abs(np.r_[x_ref, x_gen] - np.r_[ref_off, gen_off][:, :-1]).max():.3g}.")]
             worst[label] = sep_section(label.split(":")[0], seps_ours, seps_off, rows_csv, lines)
-            say(f"{label}: FPD/KPD")
-            fpd_kpd_rows(label, jetnet, ref_off[:, :-1], gen_off[:, :-1], x_ref, x_gen, args, fk_lines)
+            if not args.no_fpd:
+                say(f"{label}: FPD/KPD")
+                fpd_kpd_rows(label, jetnet, ref_off[:, :-1], gen_off[:, :-1], x_ref, x_gen, args, fk_lines)
             if label.split(":")[0] in args.cls_pairs.split(","):
                 say(f"{label}: classifiers")
                 classifier_rows(label, official, gen_off, ref_off, x_gen, x_ref, dataset, args, cls_lines)
@@ -407,7 +420,7 @@ def main(argv=None) -> None:
         for pair in pairs:
             if label_key(pair[0]) == args.cost_pair:
                 say(f"{pair[0]}: cost, both ways")
-                cost_section(official, jetnet, pair, args.cost_n, Path(tmp), cost_lines)
+                cost_section(official, jetnet, pair, args.cost_n, Path(tmp), cost_lines, args)
     lines += ["", "## Separation powers: worst relative difference per pair", "",
               "| pair | max rel diff over every histogram |", "|---|---|"]
     lines += [f"| {k} | {v:.3g} |" for k, v in worst.items()]
