@@ -172,10 +172,10 @@ def test_multi_model_report_has_one_column_per_model_equal_to_single_runs(tmp_pa
 
     ref = toy_ds2(tmp_path / "ref.h5", 400, 1)
     a, b = toy_ds2(tmp_path / "a.h5", 400, 2), toy_ds2(tmp_path / "b.h5", 400, 3, depth_shift=3.0)
-    kw = dict(dataset="2", classifiers=("high",), plots=False,
-              fpd_options={"min_samples": 200, "max_samples": 400, "num_batches": 2, "num_points": 3},
-              kpd_options={"num_batches": 2, "batch_size": 200},
-              classifier_settings=ClassifierSettings(hidden=16, epochs=2, batch_size=100))
+    kw = {"dataset": "2", "classifiers": ("high",), "plots": False,
+              "fpd_options": {"min_samples": 200, "max_samples": 400, "num_batches": 2, "num_points": 3},
+              "kpd_options": {"num_batches": 2, "batch_size": 200},
+              "classifier_settings": ClassifierSettings(hidden=16, epochs=2, batch_size=100)}
     both = evaluate([a, b], ref, out_dir=tmp_path / "both", labels=["model A", "model B"],
                     ms_per_shower=[2.0, 0.5], **kw)
     single_a = evaluate([a], ref, out_dir=tmp_path / "a", **kw)
@@ -196,7 +196,7 @@ def test_report_directory_is_refused_replaced_whole_and_never_half_written(tmp_p
     from caloforge.outputs import OutputError
 
     ref, gen = toy_ds2(tmp_path / "ref.h5", 120, 1), toy_ds2(tmp_path / "gen.h5", 120, 2)
-    kw = dict(dataset="2", classifiers=(), fpd=False, kpd=False, plots=False)
+    kw = {"dataset": "2", "classifiers": (), "fpd": False, "kpd": False, "plots": False}
     out = tmp_path / "rep"
     evaluate([gen], ref, out_dir=out, **kw)
     (out / "stale.txt").write_text("from an older report")
