@@ -142,6 +142,12 @@ def evaluate(
     geo = _resolve_geometry(ref_path, dataset, geometry)
     if dataset is None and geo.name.startswith("calochallenge-"):
         dataset = geo.name.split("-", 1)[1]  # an official file without --dataset: still the official binnings
+    from caloforge.data.validate import require_valid
+
+    # no NaN, inf, negative deposit or E <= 0 reaches a metric: one line naming the file, row and field
+    require_valid(ref_path, geo, what="--ref")
+    for p in gen_paths:
+        require_valid(p, geo, what="--gen")
     if "cnn" in classifiers and not geo.is_regular:
         raise CaloforgeError(f"evaluate: --classifiers cnn: needs a regular mesh, geometry {geo.name} is not one")
     low_modes = tuple(c for c in classifiers if c != "high")
