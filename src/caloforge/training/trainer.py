@@ -186,7 +186,7 @@ def train(recipe: Recipe | str, data_path, out_dir, val_path=None, steps: int | 
     tc, out, data_path = recipe.train, Path(out_dir), Path(data_path)
     dev = resolve_device(device)
     info = distributed.setup(dev)
-    dev = distributed.local_device(dev, info)
+    dev = info.device
     try:
         return _train(recipe, tc, data_path, out, val_path, dev, info)
     finally:
