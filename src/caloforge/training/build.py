@@ -58,6 +58,17 @@ def dit_config(recipe: Recipe, geometry: Geometry, cond_dim: int):
     return DiTConfig(grid=grid_of(geometry, recipe), cond_dim=int(cond_dim), **recipe.model.dit_kwargs())
 
 
+def recipe_dit_config(recipe: Recipe | str, geometry: Geometry | None = None, cond_dim: int | None = None):
+    """The DiTConfig a (one-stage) recipe trains on ``geometry`` (default: the official DS2 mesh), with the recipe's
+    own condition width unless ``cond_dim`` is given. The recipes are the one home of the named model sizes."""
+    from caloforge.training.config import load_recipe
+    from caloforge.training.data import build_condition_encoder
+
+    recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    geometry = geometry if geometry is not None else Geometry.official("2")
+    return dit_config(recipe, geometry, build_condition_encoder(recipe.data).dim if cond_dim is None else cond_dim)
+
+
 def network_config(recipe: Recipe, geometry: Geometry, cond_dim: int) -> dict:
     """The checkpointed network description: a DiT config dict, or ``{"kind": "two_stage", "voxel", "layer"}``."""
     if recipe.layer_model is None:

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from caloforge.errors import ConfigError
+from caloforge.models.options import Init, Mlp, Norm, PosEmbed, QKNormWeights, RopeLayout
 
 Condition = Literal["energy", "phi", "theta", "detector"]
 
@@ -46,7 +47,9 @@ class DataConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    """DiT backbone fields (``caloforge.models.dit.DiTConfig``); grid and cond_dim come from the data."""
+    """DiT backbone fields (``caloforge.models.dit.DiTConfig``; the options are ``caloforge.models.options``); grid
+    and cond_dim come from the data. ``check_parts`` builds the DiTConfig at load, so a bad combination is refused
+    before any data is read."""
 
     grid: tuple[int, int, int] | None = None  # (n_z, n_alpha, n_r); None = from the geometry
     patch: tuple[int, int, int] = (5, 4, 3)
@@ -54,11 +57,18 @@ class ModelConfig(_Strict):
     depth: int = Field(2, ge=1)
     heads: int = Field(4, ge=1)
     mlp_ratio: float = Field(4.0, gt=0)
-    pos_embed: str = "sincos+rope"
-    norm: str = "rmsnorm"
+    pos_embed: PosEmbed = "sincos+rope"
+    norm: Norm = "rmsnorm"
     qk_norm: bool = True
-    mlp: str = "swiglu"
+    mlp: Mlp = "swiglu"
     shared_modulation: bool = True
+    # CaloArt-exact options (caloforge.models.options); the defaults are caloforge's own choices
+    cond_widths: tuple[int, int, int] | None = None
+    norm_affine: bool = False
+    qk_norm_weights: QKNormWeights = "shared"
+    t_scale: float = Field(1000.0, gt=0)
+    rope_layout: RopeLayout = "all"
+    init: Init = "zero"
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -293,7 +303,8 @@ def recipe_from_dict(raw: Any, label: str) -> Recipe:
 
 
 def check_parts(recipe: Recipe, label: str) -> None:
-    """Build the objective and the transform chain once, so their errors surface when the recipe is loaded."""
+    """Build the objective, the transform chain and the network config once, so their errors surface when the
+    recipe is loaded (before any data is read)."""
     from caloforge.generative.objectives import build_objective
     from caloforge.transforms.chain import Chain
 
@@ -302,8 +313,21 @@ def check_parts(recipe: Recipe, label: str) -> None:
         if recipe.layer_model is not None:
             build_objective(dict(recipe.layer_model.objective))
         Chain.from_config(list(recipe.transforms), where="transforms")
+        _check_model(recipe)
     except ConfigError as exc:
         raise ConfigError(f"{label}: {exc}") from None
+
+
+def _check_model(recipe: Recipe) -> None:
+    """The DiTConfig of this recipe on any grid the patch fits (the real grid comes with the data)."""
+    from caloforge.models.dit import DiTConfig
+    from caloforge.training.data import build_condition_encoder
+
+    cond_dim = build_condition_encoder(recipe.data).dim
+    if recipe.layer_model is not None:
+        cond_dim += 1  # plus the layer codes (their number comes with the geometry)
+    grid = recipe.model.grid or recipe.model.patch
+    DiTConfig(grid=tuple(grid), cond_dim=cond_dim, **recipe.model.dit_kwargs())
 
 
 def load_recipe(name_or_path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
