@@ -50,6 +50,7 @@ from caloforge.training.checkpoint import (
 )
 from caloforge.training.config import Recipe, dump_recipe, load_recipe, recipe_differences
 from caloforge.training.data import (
+    FIT_NOISE_KEY,
     TrainBatches,
     build_condition_encoder,
     fit_batches,
@@ -57,7 +58,7 @@ from caloforge.training.data import (
     resolve_geometry,
 )
 from caloforge.training.ema import EMA
-from caloforge.training.schedules import lr_factor
+from caloforge.training.schedules import first_changed_step, lr_factor
 
 VAL_BATCH = 256
 VAL_SEED = 12345
@@ -206,6 +207,8 @@ def _train(recipe, tc, data_path, out, val_path, dev, info) -> TrainResult:
         geometry = resolve_geometry(recipe.data, f)
     encoder = build_condition_encoder(recipe.data)
     ckpt = load_checkpoint(ckpt_file) if ckpt_file else None
+    if ckpt is not None:
+        _check_schedule_total(ckpt, tc, out)
     from caloforge.transforms.chain import Chain
 
     coder = _layer_coder(recipe, geometry, data_path, ckpt)
@@ -213,6 +216,7 @@ def _train(recipe, tc, data_path, out, val_path, dev, info) -> TrainResult:
         chain = Chain.from_state(to_numpy(ckpt["chain"]))
     else:
         chain = Chain.from_config(list(recipe.transforms), where=f"recipe {recipe.name}: transforms")
+        chain.reseed([tc.seed % 2**32, FIT_NOISE_KEY])  # dequantisation noise of the fit: a function of the seed
         chain.fit(fit_batches(data_path, recipe.data.fit_max_showers, geometry, coder))
     model_cfg = network_config(recipe, geometry, encoder.dim)
     torch.manual_seed(tc.seed)  # same initial weights on every rank and run
@@ -335,6 +339,17 @@ def _ema_val_loss(objective, model, ema: EMA, val, grid, dev, layer_weight=None)
     ema.copy_to(ema_net)
     ema_net.eval()
     return validation_loss(objective, ema_net, val[0], val[1], grid, dev, layer_weight)
+
+
+def _check_schedule_total(ckpt: dict, tc, out: Path) -> None:
+    """A new train.steps at resume is accepted only if it leaves the lr of every trained step unchanged (constant,
+    WSD before its decay); otherwise the run would not be the one its config.yaml describes (docs/train.md)."""
+    old, done = int(ckpt["config"]["train"]["steps"]), int(ckpt["step"])
+    bad = first_changed_step(done, old, tc.steps, tc.schedule, tc.warmup_steps, tc.decay_fraction, tc.min_factor)
+    if bad is not None:
+        raise ConfigError(f"{out}: train.steps: the run was trained {done} steps on a {tc.schedule} schedule over "
+                          f"{old} steps; a total of {tc.steps} would change the lr of step {bad} already trained; "
+                          f"resume with --steps {old} or start a new --out")
 
 
 def _layer_coder(recipe: Recipe, geometry, data_path: Path, ckpt: dict | None):
