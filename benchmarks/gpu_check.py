@@ -34,13 +34,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 def write_ds2_file(path: Path, n: int, seed: int = 0) -> Path:
     """DS2-mesh showers with a longitudinal peak and radial fall-off (shape only matters for the loss to fall)."""
+    from caloforge.data.energies import log_uniform
     from caloforge.data.geometry import Geometry
     from caloforge.data.writer import write_showers
 
     geo = Geometry.official("2")
     nz, na, nr = geo.grid_shape
     rng = np.random.default_rng(seed)
-    e = 10 ** rng.uniform(3, 6, n)
+    e = log_uniform(n, (1e3, 1e6), rng)
     z, r = np.arange(nz)[None, :, None, None], np.arange(nr)[None, None, None, :]
     peak = rng.uniform(0.2, 0.5, (n, 1, 1, 1)) * nz
     shape = np.exp(-0.5 * ((z - peak) / 5.0) ** 2) * np.exp(-r / 1.5) * rng.lognormal(0, 0.3, (n, nz, na, nr))
@@ -124,8 +125,8 @@ def write_report(path: Path, rows: list[dict], args) -> None:
     import os
 
     lines = ["# GPU check (benchmarks/gpu_check.py)", "",
-             f"`python benchmarks/gpu_check.py {' '.join(args.argv)}` on {platform.node()}: {device_line(args.device)}; "
-             f"world size {args.nproc}; load average {os.getloadavg()[0]:.2f}", "",
+             (f"`python benchmarks/gpu_check.py {' '.join(args.argv)}` on {platform.node()}: "
+              f"{device_line(args.device)}; world size {args.nproc}; load average {os.getloadavg()[0]:.2f}"), "",
              "| check | rc | steps | first loss | last loss | samples/s | wall s |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         sps = f"{r['samples_per_s']:.0f}" if r["samples_per_s"] else "-"

@@ -18,6 +18,7 @@ import numpy as np
 
 from caloforge.data.geometry import Geometry
 from caloforge.errors import CaloforgeError, DataError
+from caloforge.transforms.postprocess import apply_threshold  # the one readout cut (float64 copies here)
 
 #: Keys of the per-layer features and which layer list indexes their columns.
 PER_LAYER = ("E_layer", "EC_r", "width_r", "sparsity")
@@ -41,15 +42,6 @@ def _as_inputs(showers, energies, geometry: Geometry) -> tuple[np.ndarray, np.nd
     return showers, energies
 
 
-def apply_threshold(showers: np.ndarray, threshold: float) -> np.ndarray:
-    """Float64 copy with voxels below ``threshold`` set to 0.
-
-    The comparison is done in the data's own float type, as numpy does for ``shower < min_energy`` in evaluate.py
-    (a Python float threshold is cast to float32 for float32 data), so the same voxels survive.
-    """
-    showers = np.asarray(showers)
-    cut = np.asarray(threshold, dtype=showers.dtype) if showers.dtype.kind == "f" else threshold
-    return np.where(showers < cut, 0.0, showers).astype(np.float64, copy=False)
 
 
 def _layer_moment_matrices(geometry: Geometry) -> list[tuple[int, slice, np.ndarray]]:
@@ -127,7 +119,7 @@ def compute_hlf(showers, energies, geometry: Geometry, threshold: float | None =
     step = max(1, _CHUNK_ELEMENTS // max(geometry.n_voxels, 1))
     parts = []
     for start in range(0, len(showers), step):
-        x = apply_threshold(showers[start : start + step], thr)  # (c, V) float64
+        x = apply_threshold(showers[start : start + step], thr, np.float64)  # (c, V) float64
         parts.append(_hlf_chunk(x, energies[start : start + step], geometry, mats))
     return _concat(parts, geometry)
 
@@ -193,7 +185,7 @@ def voxel_inputs(
             )
     showers, energies = _as_inputs(showers, energies, geometry)
     thr = geometry.threshold_mev if threshold is None else float(threshold)
-    x = apply_threshold(showers, thr)  # (n, V) float64
+    x = apply_threshold(showers, thr, np.float64)  # (n, V) float64
     log_e = np.log10(energies).reshape(-1, 1)
     if mode == "low":
         return np.concatenate([log_e, x / energies.reshape(-1, 1)], axis=1).astype(dtype, copy=False)

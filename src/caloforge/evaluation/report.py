@@ -77,7 +77,7 @@ def scan_file(path, geometry: Geometry, low_modes=(), low_cap: int | None = None
         counts, vmax = np.zeros(n_fine, dtype=np.int64), 0.0
         n_batches = math.ceil(n / batch_size)
         for b in progress(f.iter_batches(batch_size), desc=desc or Path(path).name, total=n_batches, unit="batch"):
-            x = apply_threshold(b.showers, thr)  # (b, V) float64
+            x = apply_threshold(b.showers, thr, np.float64)  # (b, V) float64
             parts.append(compute_hlf(b.showers, b.energies, geometry, thr))
             digests.append(guards.row_digests(b.energies, b.showers))
             total += x.sum(axis=0)

@@ -8,19 +8,9 @@ from __future__ import annotations
 import torch
 
 from caloforge.data.geometry import Geometry
+from caloforge.devices import resolve_device  # noqa: F401 - re-exported for the trainer and the generator
 from caloforge.errors import CaloforgeError, ConfigError
 from caloforge.training.config import Recipe
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """'auto' -> cuda when available else cpu; 'cuda' without a GPU is a one-line error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise ConfigError(f"--device: expected auto, cpu or cuda, found {name!r}")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device: {name} requested but torch sees no CUDA device (use --device cpu)")
-    return torch.device(name)
 
 
 def autocast_context(device: torch.device, precision: str):
@@ -79,15 +69,16 @@ def network_config(recipe: Recipe, geometry: Geometry, cond_dim: int) -> dict:
     return {"kind": "two_stage", "voxel": voxel.to_dict(), "layer": layer}
 
 
-def build_network(model_config: dict | object):
-    """A DiT from a DiTConfig or its dict, or a TwoStageNet from ``network_config``'s two-stage dict."""
+def build_network(model_config: dict | object, objectives: tuple | None = None):
+    """A DiT from a DiTConfig or its dict, or a TwoStageNet from ``network_config``'s two-stage dict (with its
+    (voxel, layer) ``objectives`` when it is to be trained)."""
     from caloforge.models.dit import DiT, DiTConfig
 
     if isinstance(model_config, dict) and model_config.get("kind") == "two_stage":
         from caloforge.models.two_stage import LayerMLPConfig, TwoStageNet
 
         return TwoStageNet(DiTConfig.from_dict(dict(model_config["voxel"])),
-                           LayerMLPConfig.from_dict(dict(model_config["layer"])))
+                           LayerMLPConfig.from_dict(dict(model_config["layer"])), objectives)
     cfg = model_config if isinstance(model_config, DiTConfig) else DiTConfig.from_dict(dict(model_config))
     return DiT(cfg)
 

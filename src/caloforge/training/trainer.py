@@ -220,14 +220,14 @@ def _train(recipe, tc, data_path, out, val_path, dev, info) -> TrainResult:
         chain.fit(fit_batches(data_path, recipe.data.fit_max_showers, geometry, coder))
     model_cfg = network_config(recipe, geometry, encoder.dim)
     torch.manual_seed(tc.seed)  # same initial weights on every rank and run
-    model = build_network(model_cfg).to(dev)
     objective = build_objective(recipe.objective)
-    layer_weight, extra_static = None, {}
+    layer_weight, extra_static, objectives = None, {}, None
     if coder is not None:
         layer_objective = build_objective(recipe.layer_model.objective)
-        model.objectives = (objective, layer_objective)
+        objectives = (objective, layer_objective)
         layer_weight = recipe.layer_model.loss_weight
         extra_static = {"layer_coder": coder.state(), "layer_objective": layer_objective.config()}
+    model = build_network(model_cfg, objectives).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=tuple(tc.betas), weight_decay=tc.weight_decay)
     ema = EMA(model, tc.ema.power, tc.ema.max_decay, tc.ema.start)
     data = TrainBatches(data_path, chain, encoder, recipe.data, tc.batch_size, tc.seed, info.rank, info.world,
@@ -253,7 +253,7 @@ def _train(recipe, tc, data_path, out, val_path, dev, info) -> TrainResult:
         from caloforge.training.quality import InLoopQuality
 
         quality = InLoopQuality(val_path, tc.quality_showers, recipe, objective, chain, encoder, geometry, dev,
-                                (lo, hi), coder, model.objectives[1] if coder is not None else None)
+                                (lo, hi), coder, objectives[1] if objectives is not None else None)
     static = {"model_range": (lo, hi), "config": recipe.to_dict(), "chain": chain.state(), "encoder": encoder.state(),
               "geometry": geometry.to_dict(), "model_config": model_cfg, "objective": objective.config(), **extra_static}
 
@@ -361,6 +361,7 @@ def _layer_coder(recipe: Recipe, geometry, data_path: Path, ckpt: dict | None):
     if ckpt is not None:
         return LayerEnergyCoder.from_state(to_numpy(ckpt["layer_coder"]), geometry)
     lm = recipe.layer_model
-    thr = geometry.threshold_mev if lm.threshold_mev is None else lm.threshold_mev
+    pp_thr = recipe.postprocess.threshold_mev  # the run's one readout threshold, before both stages
+    thr = geometry.threshold_mev if pp_thr is None else pp_thr
     coder = LayerEnergyCoder(geometry, thr, lm.max_dep, lm.alpha, normalise=lm.normalise_layers)
     return coder.fit(fit_batches(data_path, recipe.data.fit_max_showers, geometry), label=str(data_path))
