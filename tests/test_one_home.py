@@ -85,3 +85,28 @@ def test_two_stage_net_takes_its_objectives_in_the_constructor():
     assert torch.isfinite(voxel_loss) and torch.isfinite(layer_loss)
     with pytest.raises(ConfigError, match="objectives"):
         build_network(cfg)(x, c)
+
+
+def test_one_geometry_grammar_for_data_evaluate_and_recipes(tmp_path):
+    from caloforge.cli.evaluate_cmd import parse_geometry
+    from caloforge.data.geometry import Geometry
+    from caloforge.data.reader import resolve_geometry as reader_geometry
+    from caloforge.errors import DataError
+
+    for spec in ("2", "official:2"):
+        assert Geometry.parse(spec).n_voxels == 6480
+    reg = Geometry.parse("regular:10x4x3:5.0")
+    assert reg.grid_shape == (10, 4, 3)
+    assert reader_geometry("regular:10x4x3:5.0").grid_shape == parse_geometry("regular:10x4x3:5.0").grid_shape
+    with pytest.raises(DataError, match="official key"):
+        Geometry.parse("ds2")
+    with pytest.raises(ConfigError, match="--geometry: geometry 'regular:10x4:5'"):
+        parse_geometry("regular:10x4:5")
+    # a recipe may name a regular mesh too: training reads the file with it
+    from caloforge.data.reader import ShowerFile
+    from caloforge.training.data import resolve_geometry as recipe_geometry
+
+    data = structured_file(tmp_path / "d.h5", n=4)
+    with ShowerFile(data) as f:
+        cfg = load_recipe("tiny-fm", ["data.geometry=regular:10x4x3:5.0"]).data
+        assert recipe_geometry(cfg, f).grid_shape == (10, 4, 3)

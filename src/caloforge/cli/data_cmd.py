@@ -8,8 +8,6 @@ import sys
 
 from caloforge.errors import ConfigError
 
-_GEOMETRY_CHOICES = ("1-photons", "1-pions", "2", "3")
-
 
 def _fractions(text: str) -> tuple[float, ...]:
     try:
@@ -19,8 +17,9 @@ def _fractions(text: str) -> tuple[float, ...]:
 
 
 def _add_geometry(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--geometry", choices=_GEOMETRY_CHOICES, default=None,
-                   help="official CaloChallenge binning to check against (default: the file's recorded geometry, "
+    p.add_argument("--geometry", default=None, metavar="SPEC",
+                   help="geometry to check against: an official key (1-photons, 1-pions, 2, 3), "
+                        "regular:NZxNAxNR:DR_MM or a binning .xml (default: the file's recorded geometry, "
                         "else the official one with the file's voxel count)")
 
 

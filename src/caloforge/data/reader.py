@@ -51,7 +51,7 @@ def resolve_geometry(geometry: Geometry | str | None) -> Geometry | None:
     """A Geometry from a Geometry, an official dataset key ('2', '3', '1-photons', '1-pions') or None."""
     if geometry is None or isinstance(geometry, Geometry):
         return geometry
-    return Geometry.official(str(geometry))
+    return Geometry.parse(geometry)
 
 
 def open_h5(path: Path) -> h5py.File:

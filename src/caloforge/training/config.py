@@ -31,7 +31,7 @@ class DataConfig(_Strict):
 
     conditions: tuple[Condition, ...] = ("energy",)
     energy_range_mev: tuple[float, float] = (1.0e3, 1.0e6)
-    # "file": the geometry stored in (or implied by the voxel count of) the training file; "official:2" etc.
+    # "file": the geometry stored in (or implied by the voxel count of) the training file; else Geometry.parse's grammar
     geometry: str = "file"
     n_detectors: int = Field(1, ge=1)
     ram_budget_mb: float = Field(2048.0, gt=0)  # files smaller than this are loaded once and pre-transformed

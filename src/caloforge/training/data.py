@@ -58,12 +58,9 @@ def resolve_geometry(cfg: DataConfig, file: ShowerFile) -> Geometry:
         geo = file.geometry
         if geo is None:
             raise DataError(f"{file.path}: no geometry recorded and {file.n_voxels} voxels match no official "
-                            f"dataset; set data.geometry to official:<name> or an XML path")
+                            f"dataset; set data.geometry (an official key, regular:NZxNAxNR:DR_MM or an XML path)")
         return geo
-    if cfg.geometry.startswith("official:"):
-        geo = Geometry.official(cfg.geometry.split(":", 1)[1])
-    else:
-        geo = Geometry.from_xml(cfg.geometry)
+    geo = Geometry.parse(cfg.geometry)
     if geo.n_voxels != file.n_voxels:
         raise DataError(f"{file.path}: expected {geo.n_voxels} voxels per shower (data.geometry {cfg.geometry}), "
                         f"found {file.n_voxels}")
