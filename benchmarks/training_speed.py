@@ -20,6 +20,7 @@ import os
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -84,11 +85,11 @@ def speed_rounds(args) -> dict[str, list]:
     x, c = batch(args.batch, 0)
     ref = ReferenceTrainer(ReferenceDiT())
     xr = x.permute(0, 3, 2, 1)[:, None].contiguous()  # (B, 1, R, PHI, Z): the reference's layout
-    variants = {"reference": lambda: ref.step(xr, c),
-                "caloforge-seedlike": (lambda s: lambda: s.step(x, c))(CaloforgeStep("caloart-ds2", False)),
-                "caloforge": (lambda s: lambda: s.step(x, c))(CaloforgeStep("caloart-ds2", True))}
+    variants = {"reference": partial(ref.step, xr, c),
+                "caloforge-seedlike": partial(CaloforgeStep("caloart-ds2", False).step, x, c),
+                "caloforge": partial(CaloforgeStep("caloart-ds2", True).step, x, c)}
     if args.bf16:
-        variants["caloforge-bf16"] = (lambda s: lambda: s.step(x, c))(CaloforgeStep("caloart-ds2", True, "bf16"))
+        variants["caloforge-bf16"] = partial(CaloforgeStep("caloart-ds2", True, "bf16").step, x, c)
     out = {k: [] for k in variants}
     for _ in range(args.rounds):
         for name, fn in variants.items():

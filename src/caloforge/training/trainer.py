@@ -48,7 +48,7 @@ from caloforge.training.checkpoint import (
     save_checkpoint,
     to_numpy,
 )
-from caloforge.training.config import Recipe, dump_recipe, load_recipe, recipe_differences
+from caloforge.training.config import Recipe, dump_recipe, load_recipe, recipe_differences, stored_recipe
 from caloforge.training.data import (
     FIT_NOISE_KEY,
     TrainBatches,
@@ -112,6 +112,10 @@ def _check_run_dir(out: Path, recipe: Recipe) -> None:
         old = yaml.safe_load(cfg_path.read_text())
     except yaml.YAMLError:
         raise ConfigError(f"{cfg_path}: cannot parse the stored recipe; use a new --out directory") from None
+    try:  # with the defaults of settings added since (and without a pre-one-threshold step), as stored_recipe reads it
+        old = stored_recipe(old, str(cfg_path)).to_dict()
+    except (ConfigError, TypeError, AttributeError):
+        pass
     diffs = recipe_differences(old or {}, recipe.to_dict())
     if diffs:
         more = f" and {len(diffs) - 1} more" if len(diffs) > 1 else ""
