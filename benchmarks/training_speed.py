@@ -116,18 +116,18 @@ def loss_curves(steps: int) -> dict[str, list[float]]:
 def report(args, rounds, curves) -> str:
     med = {k: statistics.median(r[0] for r in v) for k, v in rounds.items()}
     lines = ["# Training-step speed: caloforge vs a reference implementation (benchmarks/training_speed.py)", "",
-             f"`OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '?')} python benchmarks/training_speed.py "
+             (f"`OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '?')} python benchmarks/training_speed.py "
              f"{' '.join(args.argv)}`; {cpu_model()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
              f"caloart-ds2 (11,883,012 parameters in both), batch {args.batch}, {args.rounds} interleaved rounds of "
-             f"{args.steps} steps after 1 warm-up step; fp32 unless said.", "",
+             f"{args.steps} steps after 1 warm-up step; fp32 unless said."), "",
              "| variant | median s/step | samples/s | speed vs reference | per-round s/step (load before-after) |",
              "|---|---|---|---|---|"]
     for k, v in rounds.items():
         per = ", ".join(f"{t:.2f} ({a:.1f}-{b:.1f})" for t, a, b in v)
         lines.append(f"| {k} | {med[k]:.3f} | {args.batch / med[k]:.1f} | {med['reference'] / med[k]:.2f}x | {per} |")
     base = curves["seedlike"]
-    lines += ["", f"Loss curves, tiny-fm, {len(base)} steps on identical batches and noise "
-              "(largest |difference| relative to the seed-like loss, and the mean of the last 10 losses):", ""]
+    lines += ["", (f"Loss curves, tiny-fm, {len(base)} steps on identical batches and noise "
+              "(largest |difference| relative to the seed-like loss, and the mean of the last 10 losses):"), ""]
     for k, v in curves.items():
         diff = max(abs(a - b) / abs(b) for a, b in zip(v, base))
         lines.append(f"- {k}: max rel. diff {diff:.2e}; last-10 mean {statistics.mean(v[-10:]):.4f}")
