@@ -16,11 +16,21 @@ def _fractions(text: str) -> tuple[float, ...]:
         raise ConfigError(f"--fractions: expected comma-separated numbers like 0.8,0.1,0.1, found {text!r}") from None
 
 
+def _geometry(text: str) -> str:
+    from caloforge.data.geometry import OFFICIAL  # the grammar is Geometry.parse's
+
+    key = text.split(":", 1)[1] if text.startswith("official:") else text
+    if key in OFFICIAL or text.startswith("regular:") or text.endswith(".xml"):
+        return text
+    raise argparse.ArgumentTypeError(f"expected an official key ({', '.join(OFFICIAL)}), regular:NZxNAxNR:DR_MM or a "
+                                     f"binning .xml file, found {text!r}")
+
+
 def _add_geometry(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--geometry", default=None, metavar="SPEC",
-                   help="geometry to check against: an official key (1-photons, 1-pions, 2, 3), "
-                        "regular:NZxNAxNR:DR_MM or a binning .xml (default: the file's recorded geometry, "
-                        "else the official one with the file's voxel count)")
+    p.add_argument("--geometry", type=_geometry, default=None, metavar="SPEC",
+                   help="geometry to check against: an official key (1-photons, 1-pions, 2, 3), regular:NZxNAxNR:DR_MM or a "
+                        "binning XML in the official format "
+                        "(default: the file's recorded geometry, else the official one with the file's voxel count)")
 
 
 def register(sub) -> None:
@@ -45,10 +55,12 @@ def register(sub) -> None:
 
     s = dsub.add_parser("split", help="seeded train/val/test split into DIR/<stem>_{train,val,test}.h5")
     s.add_argument("file", help="HDF5 shower file in the CaloChallenge layout")
-    s.add_argument("--out", required=True, help="output directory (created if missing)")
+    s.add_argument("--out", required=True, help="output directory (created if missing; existing parts are kept "
+                                                "unless --force)")
     s.add_argument("--fractions", default="0.8,0.1,0.1",
                    help="train,val,test fractions summing to 1 (default 0.8,0.1,0.1; two values give train,test)")
     s.add_argument("--seed", type=int, default=0, help="seed of the permutation (default 0)")
+    s.add_argument("--force", action="store_true", help="replace existing parts (the source is never replaced)")
     _add_geometry(s)
     s.set_defaults(func=_split)
 
@@ -83,7 +95,7 @@ def _split(args) -> int:
 
     fractions = check_fractions(_fractions(args.fractions))  # before creating the output directory
     parts = split_file(args.file, out_dir=args.out, fractions=fractions, seed=args.seed,
-                       geometry=args.geometry, progress_bar=True)
+                       geometry=args.geometry, progress_bar=True, force=args.force)
     for name, path in parts.items():
         print(f"{name}: {path}")
     return 0
