@@ -96,7 +96,7 @@ def test_a_max_dep_below_the_data_response_is_a_clear_error():
 
 
 def test_a_threshold_step_in_a_two_stage_recipe_is_refused():
-    with pytest.raises(ConfigError, match=r"recipe tiny-fm-2s: .*layer_model.threshold_mev"):
+    with pytest.raises(ConfigError, match=r"recipe tiny-fm-2s: .*postprocess.threshold_mev"):
         load_recipe("tiny-fm-2s", ["transforms=[{kind: threshold, value: 0.01}]"])
 
 

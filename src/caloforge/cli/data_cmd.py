@@ -8,8 +8,6 @@ import sys
 
 from caloforge.errors import ConfigError
 
-_GEOMETRY_CHOICES = ("1-photons", "1-pions", "2", "3")
-
 
 def _fractions(text: str) -> tuple[float, ...]:
     try:
@@ -19,15 +17,19 @@ def _fractions(text: str) -> tuple[float, ...]:
 
 
 def _geometry(text: str) -> str:
-    if text in _GEOMETRY_CHOICES or text.endswith(".xml"):
+    from caloforge.data.geometry import OFFICIAL  # the grammar is Geometry.parse's
+
+    key = text.split(":", 1)[1] if text.startswith("official:") else text
+    if key in OFFICIAL or text.startswith("regular:") or text.endswith(".xml"):
         return text
-    raise argparse.ArgumentTypeError(f"expected one of {', '.join(_GEOMETRY_CHOICES)} or a binning .xml file, "
-                                     f"found {text!r}")
+    raise argparse.ArgumentTypeError(f"expected an official key ({', '.join(OFFICIAL)}), regular:NZxNAxNR:DR_MM or a "
+                                     f"binning .xml file, found {text!r}")
 
 
 def _add_geometry(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--geometry", type=_geometry, default=None, metavar="{1-photons,1-pions,2,3,BINNING.xml}",
-                   help="official CaloChallenge binning, or a binning XML in the official format, to check against "
+    p.add_argument("--geometry", type=_geometry, default=None, metavar="SPEC",
+                   help="geometry to check against: an official key (1-photons, 1-pions, 2, 3), regular:NZxNAxNR:DR_MM or a "
+                        "binning XML in the official format "
                         "(default: the file's recorded geometry, else the official one with the file's voxel count)")
 
 

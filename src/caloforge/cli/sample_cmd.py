@@ -62,8 +62,9 @@ def sample_energies(args) -> np.ndarray:
     if args.n is None:
         raise ConfigError("--n: required with --energy-range (how many showers to generate)")
     lo, hi = energy_range_gev(args.energy_range)
-    rng = np.random.default_rng(args.seed)
-    return 1e3 * 10 ** rng.uniform(np.log10(lo), np.log10(hi), args.n)
+    from caloforge.data.energies import log_uniform
+
+    return log_uniform(args.n, (1e3 * lo, 1e3 * hi), np.random.default_rng(args.seed))
 
 
 def requested_conditions(args, gen) -> dict:

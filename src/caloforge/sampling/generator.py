@@ -18,7 +18,7 @@ from caloforge.errors import CaloforgeError
 from caloforge.sampling.conditions import raw_conditions
 from caloforge.training.build import build_network, build_objective, resolve_device
 from caloforge.training.checkpoint import load_checkpoint, to_numpy
-from caloforge.training.config import recipe_from_dict
+from caloforge.training.config import stored_recipe
 
 
 class Generator:
@@ -43,7 +43,7 @@ class Generator:
 
         ckpt = load_checkpoint(run_dir_or_ckpt)
         dev = resolve_device(device)
-        recipe = recipe_from_dict(ckpt["config"], f"{ckpt['path']}: config")
+        recipe = stored_recipe(ckpt["config"], f"{ckpt['path']}: config")
         net = build_network(ckpt["model_config"])
         net.load_state_dict(ckpt["ema"] if use_ema else ckpt["model"])
         gen = cls(net.to(dev), build_objective(ckpt["objective"]), Chain.from_state(to_numpy(ckpt["chain"])),

@@ -109,11 +109,9 @@ def _generate_block(spec: DetectorSpec, e_mev: np.ndarray, theta: np.ndarray, se
 
 def sample_energies(n: int, energy_range_mev: tuple[float, float], seed: int) -> np.ndarray:
     """Log-uniform incident energies (the CaloChallenge DS2/DS3 convention), from the file-level stream."""
-    lo, hi = (float(x) for x in energy_range_mev)
-    if not (0 < lo <= hi and math.isfinite(hi)):
-        raise CaloforgeError(f"energy range: expected 0 < low <= high MeV, got {lo!r}:{hi!r}")
-    rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(1,)))
-    return np.exp(rng.uniform(math.log(lo), math.log(hi), int(n)))
+    from caloforge.data.energies import log_uniform
+
+    return log_uniform(n, energy_range_mev, np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(1,))))
 
 
 def sample_angles(n: int, seed: int, theta_range=None, phi_range=None) -> tuple[np.ndarray | None, np.ndarray | None]:

@@ -4,7 +4,9 @@ The batch of step s is a pure function of (seed, s): epoch = s // batches_per_ep
 (seed, epoch) and the position inside the epoch picks a contiguous slice of it. So a resumed run sees exactly the
 batches an uninterrupted run would, with no data-loader state to save, and a DDP rank simply takes its slice of the
 same global batch (the union over ranks equals the single-process batch). Files that fit the RAM budget are read
-and transformed once; bigger files are read batch by batch with random access.
+and transformed once; bigger files are read batch by batch with random access. Stochastic transform steps
+(dequantisation noise) are re-keyed from (seed, step, rank) before each streamed batch, and from the seed alone
+before the one in-memory pass, so both paths resume bit-identically.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from caloforge.training.config import DataConfig
 
 EXTRA_FOR_CONDITION = {"phi": "incident_phi", "theta": "incident_theta", "detector": "detector_id"}
 _CHUNK = 2048
+_IN_MEMORY_KEY, _STREAM_KEY, _VAL_KEY, FIT_NOISE_KEY = 0, 1, 2, 3  # noise streams: one-off pass, batches, val, fit
 
 
 def build_condition_encoder(cfg: DataConfig):
@@ -55,12 +58,9 @@ def resolve_geometry(cfg: DataConfig, file: ShowerFile) -> Geometry:
         geo = file.geometry
         if geo is None:
             raise DataError(f"{file.path}: no geometry recorded and {file.n_voxels} voxels match no official "
-                            f"dataset; set data.geometry to official:<name> or an XML path")
+                            f"dataset; set data.geometry (an official key, regular:NZxNAxNR:DR_MM or an XML path)")
         return geo
-    if cfg.geometry.startswith("official:"):
-        geo = Geometry.official(cfg.geometry.split(":", 1)[1])
-    else:
-        geo = Geometry.from_xml(cfg.geometry)
+    geo = Geometry.parse(cfg.geometry)
     if geo.n_voxels != file.n_voxels:
         raise DataError(f"{file.path}: expected {geo.n_voxels} voxels per shower (data.geometry {cfg.geometry}), "
                         f"found {file.n_voxels}")
@@ -105,6 +105,7 @@ class TrainBatches:
         self.in_memory = self.n * self.n_voxels * 4 <= cfg.ram_budget_mb * 2**20
         self._x = self._c = None
         if self.in_memory:
+            self.chain.reseed([self.seed % 2**32, _IN_MEMORY_KEY])
             self._x, self._c = self._transform_rows(np.arange(self.n))
             self.file.close()
 
@@ -135,6 +136,7 @@ class TrainBatches:
         rows = self.global_rows(step)[self.rank * self.local_batch:(self.rank + 1) * self.local_batch]
         if self.in_memory:
             return self._x[rows], self._c[rows]
+        self.chain.reseed([self.seed % 2**32, _STREAM_KEY, step, self.rank])
         return self._transform_rows(rows)
 
     def model_range(self, max_showers: int) -> tuple[np.ndarray, np.ndarray]:
@@ -168,4 +170,5 @@ def load_validation(path, chain, encoder, cfg: DataConfig, geometry: Geometry | 
     with ShowerFile(path, geometry) as f:
         n = min(f.n, cfg.val_max_showers)
         b = f.read(np.arange(n), with_extras=True)
+    chain.reseed([_VAL_KEY])  # the same validation noise in every run and after every resume
     return model_space(b, chain, encoder, cfg, str(path), coder)
