@@ -73,7 +73,7 @@ def _ms_per_shower(args) -> list:
     for i, ckpt in enumerate(_per_gen(args.checkpoint, len(args.gen), "--checkpoint")):
         if ckpt is not None and ms[i] is None:
             from caloforge.evaluation.timing import time_batch
-            from caloforge.training.generator import Generator
+            from caloforge.sampling.generator import Generator
 
             ms[i] = time_batch(Generator.load(ckpt, device=args.device), 100, repeats=1)["ms_per_shower"]
     return ms
