@@ -58,6 +58,7 @@ from caloforge.training.data import (
 )
 from caloforge.training.ema import EMA
 from caloforge.training.schedules import lr_factor
+from caloforge.training.sources import as_sources
 
 VAL_BATCH = 256
 VAL_SEED = 12345
@@ -183,7 +184,9 @@ def train(recipe: Recipe | str, data_path, out_dir, val_path=None, steps: int | 
           device: str = "auto") -> TrainResult:
     """Train (or resume, when out_dir holds a checkpoint) a recipe on a shower file; see the module docstring."""
     recipe = _with_steps(recipe if isinstance(recipe, Recipe) else load_recipe(recipe), steps)
-    tc, out, data_path = recipe.train, Path(out_dir), Path(data_path)
+    tc, out = recipe.train, Path(out_dir)
+    # one file (a path or a training.sources.DataSource) or several, one per detector
+    data_path = list(data_path) if isinstance(data_path, (list, tuple)) else as_sources(data_path)[0]
     dev = resolve_device(device)
     info = distributed.setup(dev)
     dev = distributed.local_device(dev, info)
@@ -202,7 +205,7 @@ def _train(recipe, tc, data_path, out, val_path, dev, info) -> TrainResult:
         atomic_write_text(out / "config.yaml", dump_recipe(recipe))
     _set_determinism(tc.seed, tc.deterministic)
 
-    with ShowerFile(data_path) as f:
+    with ShowerFile(as_sources(data_path)[0].path) as f:
         geometry = resolve_geometry(recipe.data, f)
     encoder = build_condition_encoder(recipe.data)
     ckpt = load_checkpoint(ckpt_file) if ckpt_file else None
