@@ -127,7 +127,7 @@ def test_weights_must_cover_every_detector_in_the_files(three_files):
 
 
 def test_streamed_batches_equal_in_memory_batches(three_files):
-    base = dict(conditions=("energy", "detector"), detectors=("a", "b", "c"), energy_range_mev=(1e3, 1e5))
+    base = {"conditions": ("energy", "detector"), "detectors": ("a", "b", "c"), "energy_range_mev": (1e3, 1e5)}
     mem = _batches(three_files, DataConfig(**base))
     streamed = _batches(three_files, DataConfig(**base, ram_budget_mb=1e-6))
     assert not streamed.in_memory

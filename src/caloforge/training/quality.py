@@ -21,7 +21,6 @@ class InLoopQuality:
     def __init__(self, val_path, n: int, recipe, objective, chain, encoder, geometry, device, model_range,
                  coder=None, layer_objective=None):
         from caloforge.evaluation.features import compute_hlf, hlf_vector
-
         from caloforge.training.sources import as_sources, row_slots
 
         source = as_sources(val_path)[0]
