@@ -15,6 +15,14 @@ def _energy_range_gev(text: str) -> tuple[float, float]:
     return lo, hi
 
 
+def _angle_range(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(x) for x in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW:HIGH in rad like 0.87:2.27, found {text!r}") from None
+    return lo, hi
+
+
 def register(dsub) -> None:
     m = dsub.add_parser("make", help="generate GFlash showers for a detector preset into an HDF5 file")
     m.add_argument("--detector", required=True, help="preset name (see `caloforge data presets`)")
@@ -23,6 +31,11 @@ def register(dsub) -> None:
                    help="incident energies LOW:HIGH in GeV, sampled log-uniform (default 1:100)")
     m.add_argument("--seed", type=int, default=0, help="random seed; same seed, same file (default 0)")
     m.add_argument("--out", required=True, help="output HDF5 file (written atomically)")
+    m.add_argument("--theta-range", type=_angle_range, default=None,
+                   help="polar angles LOW:HIGH in rad drawn uniformly and stored as incident_theta (pi/2 = normal "
+                        "incidence; LEMURS uses 0.87:2.27); default: normal incidence, not stored")
+    m.add_argument("--phi-range", type=_angle_range, default=None,
+                   help="azimuths LOW:HIGH in rad drawn uniformly and stored as incident_phi (e.g. -3.1416:3.1416)")
     m.add_argument("--chunk", type=int, default=1000, help="showers generated and written per step (default 1000)")
     m.set_defaults(func=_make)
 
@@ -38,8 +51,13 @@ def _make(args) -> int:
     lo, hi = args.energy_range
     if not (0 < lo <= hi):
         raise ConfigError(f"--energy-range: expected 0 < LOW <= HIGH GeV, found {lo:g}:{hi:g}")
+    th = args.theta_range
+    if th is not None and not (0 < th[0] <= th[1] < 3.14159265):
+        raise ConfigError(f"--theta-range: expected 0 < LOW <= HIGH < pi rad, found {th[0]:g}:{th[1]:g}")
+    if args.phi_range is not None and not args.phi_range[0] <= args.phi_range[1]:
+        raise ConfigError(f"--phi-range: expected LOW <= HIGH rad, found {args.phi_range[0]:g}:{args.phi_range[1]:g}")
     path = make_file(spec, args.n, args.out, energy_range=(lo * 1e3, hi * 1e3), seed=args.seed, chunk=args.chunk,
-                     show_progress=True)
+                     theta_range=th, phi_range=args.phi_range, show_progress=True)
     print(f"wrote {args.n} {spec.name} showers ({spec.geometry.n_voxels} voxels, {lo:g}-{hi:g} GeV) to {path}")
     return 0
 

@@ -50,6 +50,7 @@ class DetectorSpec:
     sampling_fraction_override: float | None = None  # visible / incident energy of a fully contained shower
     stochastic_term_override: float | None = None  # a in sigma/E = a / sqrt(E/GeV)
     readout_scale_override: float | None = None  # file energy = visible energy x readout scale
+    x0_front: float = 0.0  # dead material in front, radiation lengths at normal incidence (crossed / sin(theta))
 
     @cached_property
     def medium(self) -> EffectiveMedium:
@@ -146,8 +147,25 @@ PRESETS: dict[str, DetectorSpec] = {
                      "scintillator", Mesh(45, 16, 9, 9.8, 20.2), "Fe", 17.2, 3.0),
         DetectorSpec("w-sci", 6, "tungsten/scintillator sampling calorimeter (3.5 mm W, 2 mm sci)",
                      "scintillator", Mesh(45, 16, 9, 6.95, 5.5), "W", 3.5, 2.0),
+        # LEMURS-like set (CaloDiT-2's five detectors, approximated): all on the 45 x 16 x 9 grid of DS2 so that one
+        # model can learn them all; cell sizes follow the detector (as in LEMURS / DDML) and the front material gives
+        # each its own angle dependence. par04-siw (id 0) is the first of the five.
+        DetectorSpec("par04-scipb-ds2", 7, "LEMURS-like Par04 Sci/Pb: Par04 layer pitch with Pb + scintillator "
+                     "(approximation)", "scintillator", Mesh(45, 16, 9, 6.0, 3.4), "Pb", 1.4, 0.3,
+                     stochastic_term_override=0.18),
+        DetectorSpec("odd-like", 8, "ODD-like W/Si barrel ECal behind a tracker (approximation: 2.2 mm W / 0.32 mm "
+                     "Si, 0.5 X0 upstream)", "Si", Mesh(45, 16, 9, 4.65, 4.0), "W", 2.2, 0.32, x0_front=0.5),
+        DetectorSpec("cld-like", 9, "FCC-ee CLD-like W/Si ECal (approximation: 1.9 mm W / 0.5 mm Si, 0.3 X0 "
+                     "upstream; DDML mesh 4.65 mm x 5.05 mm)", "Si", Mesh(45, 16, 9, 4.65, 5.05), "W", 1.9, 0.5,
+                     x0_front=0.3),
+        DetectorSpec("allegro-like", 10, "FCC-ee ALLEGRO-like Pb/LAr ECal (approximation: 2 mm Pb / 2.4 mm LAr, "
+                     "1.2 X0 of cryostat + solenoid upstream; DDML cells 5 mm x 11 mm on 9 rings)", "LAr",
+                     Mesh(45, 16, 9, 5.0, 11.0), "Pb", 2.0, 2.4, x0_front=1.2),
     )
 }
+
+#: The five LEMURS-like presets (one model, one grid), in CaloDiT-2's one-hot order.
+LEMURS_LIKE = ("par04-siw", "par04-scipb-ds2", "odd-like", "cld-like", "allegro-like")
 
 assert len({p.id for p in PRESETS.values()}) == len(PRESETS), "preset ids must be unique"
 
