@@ -35,7 +35,7 @@ def register(dsub) -> None:
                    help="polar angles LOW:HIGH in rad drawn uniformly and stored as incident_theta (pi/2 = normal "
                         "incidence; LEMURS uses 0.87:2.27); default: normal incidence, not stored")
     m.add_argument("--phi-range", type=_angle_range, default=None,
-                   help="azimuths LOW:HIGH in rad drawn uniformly and stored as incident_phi (e.g. -3.1416:3.1416)")
+                   help="azimuths LOW:HIGH in rad drawn uniformly and stored as incident_phi (write --phi-range=-3.1416:3.1416 for a negative LOW)")
     m.add_argument("--chunk", type=int, default=1000, help="showers generated and written per step (default 1000)")
     m.set_defaults(func=_make)
 
