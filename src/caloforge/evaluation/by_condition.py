@@ -9,6 +9,8 @@ mean response E_dep / E_inc and mean shower depth (energy-weighted mean layer in
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from caloforge.data.geometry import Geometry
@@ -40,7 +42,7 @@ def condition_groups(n: int, extras: dict, detector_names=None, theta_edges=THET
     theta = extras.get("incident_theta")
     if theta is not None and len(theta_edges) > 1:
         theta = np.asarray(theta).reshape(-1)
-        for lo, hi in zip(theta_edges[:-1], theta_edges[1:]):
+        for lo, hi in itertools.pairwise(theta_edges):
             groups[f"theta=[{lo:.2f},{hi:.2f})"] = (theta >= lo) & (theta < hi)
     return groups
 
