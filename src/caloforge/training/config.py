@@ -50,11 +50,18 @@ class DataConfig(_Strict):
             raise ValueError(f"expected 0 < low < high, found {list(v)}")
         return v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _count_named_slots(cls, v):
+        if isinstance(v, dict) and v.get("detectors") and "n_detectors" not in v:
+            v = {**v, "n_detectors": len(v["detectors"])}  # the table sets the count (stored configs spell it out)
+        return v
+
     @model_validator(mode="after")
     def _slot_table(self):
         if len(set(self.detectors)) != len(self.detectors):
             raise ValueError(f"detectors: expected distinct names, found {list(self.detectors)}")
-        if self.detectors and "n_detectors" in self.model_fields_set and self.n_detectors != len(self.detectors):
+        if self.detectors and self.n_detectors != len(self.detectors):
             raise ValueError(f"n_detectors {self.n_detectors} disagrees with the {len(self.detectors)} detectors")
         if self.new_detector is not None and not self.detectors:
             raise ValueError("new_detector needs the detectors slot table")
