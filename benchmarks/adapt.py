@@ -35,10 +35,11 @@ G4_NAME = "g4-par04"
 SIZES = (250, 1000, None)  # None: the whole training part
 N_GFLASH = 6000
 N_PRETRAIN = 3000  # showers per pre-training detector (the first ones of each file)
-STEPS = {"scratch": 400, "adapt": 100}
-QUALITY = ["train.quality_showers=150", "train.val_every=50", "train.log_every=50", "sampler.steps=8"]
-N_EVAL = 500  # test showers compared per run (at most)
-CLS_EPOCHS = 10
+STEPS = {"scratch": 300, "adapt": 60}
+VAL_EVERY = {"scratch": 30, "adapt": 10}  # in-loop quality cadence (steps)
+QUALITY = ["train.quality_showers=100", "train.log_every=10", "sampler.steps=4"]
+N_EVAL = 300  # test showers compared per run (at most)
+CLS_EPOCHS = 5
 
 
 def load() -> str:
@@ -115,10 +116,12 @@ def one_run(work: Path, target: str, n, mode: str, source: str | None, steps: in
     data, val = train_file(work, target, n), work / "data" / f"{target}_val.h5"
     load0, t0, c0 = load(), time.perf_counter(), time.process_time()
     if mode == "adapt":
-        adapt(source, data, out, detector=target, val=val, steps=steps, overrides=QUALITY, device="cpu")
+        adapt(source, data, out, detector=target, val=val, steps=steps, device="cpu",
+              overrides=[*QUALITY, f"train.val_every={VAL_EVERY[mode]}"])
     else:  # the same network and slot layout, random initialisation, own transform statistics, full lr
         recipe = load_recipe("tiny-fm-multi", [f"data.new_detector={target}", "data.detector_weights={}",
-                                               f"train.steps={steps}", f"train.ckpt_every={steps}", *QUALITY])
+                                               f"train.steps={steps}", f"train.ckpt_every={steps}", *QUALITY,
+                                               f"train.val_every={VAL_EVERY[mode]}"])
         train(recipe, DataSource(data, target), out, val_path=DataSource(val, target), device="cpu")
     cpu, wall = time.process_time() - c0, time.perf_counter() - t0
     curve = [(r["step"], r["quality_fd_x1e3"]) for r in _lines(out / "metrics.jsonl") if "quality_fd_x1e3" in r]
@@ -239,14 +242,14 @@ def main() -> int:
     ap.add_argument("--mode", choices=("scratch", "adapt"))
     ap.add_argument("--source", default=None, help="pre-trained run or checkpoint (adapt)")
     ap.add_argument("--steps", type=int, default=None)
-    ap.add_argument("--sizes", default="250,1000,all")
+    ap.add_argument("--sizes", default="250,all,1000")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/adapt.md"))
     a = ap.parse_args()
     os.environ.setdefault("CALOFORGE_PROGRESS", "0")
     if a.phase == "data":
         make_data(a.work)
     elif a.phase == "pretrain":
-        pretrain(a.work, a.steps or 1500)
+        pretrain(a.work, a.steps or 800)
     elif a.phase == "runs":
         for s in a.sizes.split(","):
             n = None if s == "all" else int(s)
