@@ -34,10 +34,11 @@ G4_FILE = Path("/work/shared/data/g4_par04_ds2_electrons_1-100GeV_A.h5")
 G4_NAME = "g4-par04"
 SIZES = (250, 1000, None)  # None: the whole training part
 N_GFLASH = 6000
-N_PRETRAIN = 3000  # showers per pre-training detector (the first ones of each file)
-STEPS = {"scratch": 300, "adapt": 60}
-VAL_EVERY = {"scratch": 30, "adapt": 10}  # in-loop quality cadence (steps)
-QUALITY = ["train.quality_showers=100", "train.log_every=10", "sampler.steps=4"]
+N_PRETRAIN = 1000  # showers per pre-training detector (the first ones of each file)
+STEPS = {"scratch": 200, "adapt": 40}
+VAL_EVERY = {"scratch": 25, "adapt": 10}  # in-loop quality cadence (steps)
+BATCH = 16  # small: the study ran on a 2-core machine shared by 8 sessions (load ~20)
+QUALITY = ["train.quality_showers=100", "train.log_every=10", "sampler.steps=4", f"train.batch_size={BATCH}"]
 N_EVAL = 300  # test showers compared per run (at most)
 CLS_EPOCHS = 5
 
@@ -59,8 +60,8 @@ def make_data(work: Path) -> None:
         if not (d / f"{name}.h5").exists():
             make_file(name, N_GFLASH, d / f"{name}.h5", energy_range=(1e3, 1e5), seed=seed,
                       theta_range=(0.87, 2.27), phi_range=(-3.14159, 3.14159))
-        if name in PRETRAIN and not (d / f"{name}_3k.h5").exists():
-            subset(d / f"{name}.h5", d / f"{name}_3k.h5", N_PRETRAIN)
+        if name in PRETRAIN and not (d / f"{name}_1k.h5").exists():
+            subset(d / f"{name}.h5", d / f"{name}_1k.h5", N_PRETRAIN)
     if not (d / "g4.h5").exists():
         convert_file(G4_FILE, d / "g4.h5", detector=G4_NAME, theta=np.pi / 2, phi=0.0)  # normal incidence
     for target, src, fr in ((FIFTH, d / f"{FIFTH}.h5", (0.8, 0.1, 0.1)), (G4_NAME, d / "g4.h5", (0.7, 0.1, 0.2))):
@@ -93,9 +94,10 @@ def pretrain(work: Path, steps: int) -> Path:
     from caloforge.training.trainer import train
 
     out = work / "runs" / "pretrain"
-    recipe = load_recipe("tiny-fm-multi", [f"train.steps={steps}", "sampler.steps=8"])
+    recipe = load_recipe("tiny-fm-multi", [f"train.steps={steps}", "sampler.steps=4", f"train.batch_size={BATCH}",
+                                           "train.ckpt_every=100"])
     load0, c0 = load(), time.process_time()
-    train(recipe, [work / "data" / f"{n}_3k.h5" for n in PRETRAIN], out, device="cpu")
+    train(recipe, [work / "data" / f"{n}_1k.h5" for n in PRETRAIN], out, device="cpu")
     (work / "results").mkdir(parents=True, exist_ok=True)
     (work / "results" / "pretrain.txt").write_text(f"steps {steps} cpu_s {time.process_time() - c0:.0f} "
                                                    f"load {load0} -> {load()}\n")
@@ -249,7 +251,7 @@ def main() -> int:
     if a.phase == "data":
         make_data(a.work)
     elif a.phase == "pretrain":
-        pretrain(a.work, a.steps or 800)
+        pretrain(a.work, a.steps or 400)
     elif a.phase == "runs":
         for s in a.sizes.split(","):
             n = None if s == "all" else int(s)

@@ -7,20 +7,21 @@ import argparse
 from caloforge.errors import ConfigError
 
 
-def _energy_range_gev(text: str) -> tuple[float, float]:
-    try:
-        lo, hi = (float(x) for x in text.split(":"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected LOW:HIGH in GeV like 1:100, found {text!r}") from None
-    return lo, hi
+def _pair(example: str):
+    """An argparse type for LOW:HIGH pairs; ``example`` shows the unit in the error."""
+
+    def parse(text: str) -> tuple[float, float]:
+        try:
+            lo, hi = (float(x) for x in text.split(":"))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected LOW:HIGH {example}, found {text!r}") from None
+        return lo, hi
+
+    return parse
 
 
-def _angle_range(text: str) -> tuple[float, float]:
-    try:
-        lo, hi = (float(x) for x in text.split(":"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected LOW:HIGH in rad like 0.87:2.27, found {text!r}") from None
-    return lo, hi
+_energy_range_gev = _pair("in GeV like 1:100")
+_angle_range = _pair("in rad like 0.87:2.27")
 
 
 def register(dsub) -> None:
