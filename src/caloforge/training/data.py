@@ -47,8 +47,10 @@ def encode_conditions(encoder, cfg: DataConfig, energies: np.ndarray, extras: di
     for cond, name in EXTRA_FOR_CONDITION.items():
         if cond in cfg.conditions and cond not in given:
             if name not in extras:
+                hint = "; a file made at one angle can get it from `caloforge data convert --theta/--phi`" if (
+                    cond in ("phi", "theta")) else ""
                 raise DataError(f"{label}: dataset '{name}' is missing but the recipe conditions on '{cond}' "
-                                f"(data.conditions = {list(cfg.conditions)})")
+                                f"(data.conditions = {list(cfg.conditions)}){hint}")
             given[cond] = np.asarray(extras[name]).reshape(-1)
     if "phi" in given or "theta" in given:  # angles are encoded as a pair; a missing one is 0
         given.setdefault("phi", np.zeros(len(energies)))
