@@ -2,31 +2,22 @@
 
 from __future__ import annotations
 
-import argparse
-
+from caloforge.cli.argtypes import colon_pair
 from caloforge.errors import ConfigError
 
 
-def _pair(example: str):
-    """An argparse type for LOW:HIGH pairs; ``example`` shows the unit in the error."""
-
-    def parse(text: str) -> tuple[float, float]:
-        try:
-            lo, hi = (float(x) for x in text.split(":"))
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected LOW:HIGH {example}, found {text!r}") from None
-        return lo, hi
-
-    return parse
+def _energy_range_gev(text: str) -> tuple[float, float]:
+    return colon_pair(text, "LOW:HIGH in GeV like 1:100")
 
 
-_energy_range_gev = _pair("in GeV like 1:100")
-_angle_range = _pair("in rad like 0.87:2.27")
+def _angle_range(text: str) -> tuple[float, float]:
+    return colon_pair(text, "LOW:HIGH in rad like 0.87:2.27")
 
 
 def register(dsub) -> None:
     m = dsub.add_parser("make", help="generate GFlash showers for a detector preset into an HDF5 file")
-    m.add_argument("--detector", required=True, help="preset name (see `caloforge data presets`)")
+    m.add_argument("--detector", required=True, help="preset name (see `caloforge data presets`) or a detector YAML "
+                   "file (docs/simulate.md)")
     m.add_argument("--n", type=int, required=True, help="number of showers")
     m.add_argument("--energy-range", type=_energy_range_gev, default=(1.0, 100.0),
                    help="incident energies LOW:HIGH in GeV, sampled log-uniform (default 1:100)")
@@ -45,10 +36,10 @@ def register(dsub) -> None:
 
 
 def _make(args) -> int:
-    from caloforge.simulate.detectors import get_detector
+    from caloforge.simulate.detector_yaml import resolve_detector
     from caloforge.simulate.generate import make_file
 
-    spec = get_detector(args.detector)
+    spec = resolve_detector(args.detector)
     lo, hi = args.energy_range
     if not (0 < lo <= hi):
         raise ConfigError(f"--energy-range: expected 0 < LOW <= HIGH GeV, found {lo:g}:{hi:g}")

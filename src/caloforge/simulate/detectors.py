@@ -7,6 +7,7 @@ and the index into a file's ``detector_names``); never renumber a preset, only a
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from functools import cached_property
 
@@ -50,13 +51,22 @@ class DetectorSpec:
     sampling_fraction_override: float | None = None  # visible / incident energy of a fully contained shower
     stochastic_term_override: float | None = None  # a in sigma/E = a / sqrt(E/GeV)
     readout_scale_override: float | None = None  # file energy = visible energy x readout scale
-    x0_front: float = 0.0  # dead material in front, radiation lengths at normal incidence (crossed / sin(theta))
+    x0_front: float = 0.0  # GFlash: dead material in front, X0 at normal incidence (crossed / sin(theta))
+    # Geant4 geometry and physics (`caloforge simulate`); GFlash reads only d_gap_mm (it lengthens the period).
+    inner_radius_mm: float = 800.0  # the particle starts on the axis and enters the inner face
+    length_mm: float = 2000.0  # cylinder length along its axis
+    n_layers: int | None = None  # absorber/active periods; None: enough to cover the mesh depth
+    d_gap_mm: float = 0.0  # passive air/PCB stand-in after the active layer (G4_AIR in Geant4)
+    readout: str = "active"  # "active": only the active layers are scored; "all": every layer
+    production_cut_mm: float = 0.7
+    physics: str = "em_opt1"  # see caloforge.simulate.g4physics.PHYSICS
 
     @cached_property
     def medium(self) -> EffectiveMedium:
         if self.absorber is None:
             return homogeneous(material(self.active))
-        return sampling(material(self.absorber), material(self.active), self.d_absorber_mm, self.d_active_mm)
+        return sampling(material(self.absorber), material(self.active), self.d_absorber_mm, self.d_active_mm,
+                        self.d_gap_mm)
 
     @property
     def is_sampling(self) -> bool:
@@ -89,6 +99,20 @@ class DetectorSpec:
         """Readout threshold in file units (a visible 0.5 keV times the readout scale)."""
         return VISIBLE_THRESHOLD_MEV * self.readout_scale
 
+    @property
+    def period_mm(self) -> float:
+        """Thickness of one absorber + active (+ gap) period; the whole depth of a homogeneous detector."""
+        if not self.is_sampling:
+            return self.mesh.n_z * self.mesh.dz_mm
+        return self.d_absorber_mm + self.d_active_mm + self.d_gap_mm
+
+    @property
+    def layer_count(self) -> int:
+        """Number of periods Geant4 builds: n_layers, or just enough to cover the mesh depth."""
+        if self.n_layers is not None:
+            return int(self.n_layers)
+        return max(1, math.ceil(self.mesh.n_z * self.mesh.dz_mm / self.period_mm - 1e-9))
+
     @cached_property
     def geometry(self) -> Geometry:
         m = self.mesh
@@ -98,7 +122,8 @@ class DetectorSpec:
     def layers_text(self) -> str:
         if not self.is_sampling:
             return f"{self.active} (homogeneous)"
-        return f"{self.d_absorber_mm:g} mm {self.absorber} / {self.d_active_mm:g} mm {self.active}"
+        gap = f" / {self.d_gap_mm:g} mm gap" if self.d_gap_mm else ""
+        return f"{self.d_absorber_mm:g} mm {self.absorber} / {self.d_active_mm:g} mm {self.active}{gap}"
 
     def to_dict(self) -> dict:
         """Everything needed to reproduce the detector, plus the derived effective quantities (for file attrs)."""
@@ -109,6 +134,7 @@ class DetectorSpec:
             "stochastic_term": self.stochastic_term,
             "readout_scale": self.readout_scale,
             "threshold_mev": self.threshold_mev,
+            "layer_count": self.layer_count,
         }
         return d
 
@@ -137,7 +163,7 @@ PRESETS: dict[str, DetectorSpec] = {
             "Si", Mesh(45, 50, 18, 2.325, 3.4), "W", 1.4, 0.3,
             sampling_fraction_override=0.0241, stochastic_term_override=0.16, readout_scale_override=1 / 0.033,
         ),
-        DetectorSpec("par04-scipb", 2, "Pb/plastic-scintillator sampling calorimeter (illustrative 2 mm / 4 mm)",
+        DetectorSpec("par04-scipb", 2, "Par04-style Pb/plastic-scintillator cylinder (illustrative 2 mm / 4 mm)",
                      "scintillator", Mesh(45, 16, 9, 18.0, 12.0), "Pb", 2.0, 4.0),
         DetectorSpec("lar-pb", 3, "ATLAS-like Pb/LAr sampling calorimeter (1.5 mm Pb, 4.2 mm LAr gap)",
                      "LAr", Mesh(45, 16, 9, 20.0, 17.1), "Pb", 1.5, 4.2),
@@ -147,18 +173,30 @@ PRESETS: dict[str, DetectorSpec] = {
                      "scintillator", Mesh(45, 16, 9, 9.8, 20.2), "Fe", 17.2, 3.0),
         DetectorSpec("w-sci", 6, "tungsten/scintillator sampling calorimeter (3.5 mm W, 2 mm sci)",
                      "scintillator", Mesh(45, 16, 9, 6.95, 5.5), "W", 3.5, 2.0),
-        # LEMURS-like set (CaloDiT-2's five detectors, approximated): all on the 45 x 16 x 9 grid of DS2 so that one
-        # model can learn them all; cell sizes follow the detector (as in LEMURS / DDML) and the front material gives
-        # each its own angle dependence. par04-siw (id 0) is the first of the five.
-        DetectorSpec("par04-scipb-ds2", 7, "LEMURS-like Par04 Sci/Pb: Par04 layer pitch with Pb + scintillator "
+        # Layered-cylinder approximations of the other LEMURS calorimeters (docs/simulate.md says what is left out).
+        DetectorSpec("odd", 7, "ODD-like ECal as a layered cylinder (assumed 1.4 mm W / 0.5 mm Si / 2.0 mm gap)",
+                     "Si", Mesh(45, 16, 9, 4.65, 3.9), "W", 1.4, 0.5, d_gap_mm=2.0, inner_radius_mm=1250.0,
+                     length_mm=2 * 3000.0),
+        DetectorSpec("cld", 8, "FCC-ee CLD-like Si-W ECal as a layered cylinder (1.9 mm W / 0.5 mm Si / 2.65 mm gap)",
+                     "Si", Mesh(45, 16, 9, 4.65, 5.05), "W", 1.9, 0.5, d_gap_mm=2.65, n_layers=40,
+                     inner_radius_mm=2150.0,
+                     length_mm=2 * 2210.0),
+        DetectorSpec("allegro", 9, "FCC-ee ALLEGRO-like Pb/LAr ECal, inclined plates unrolled (2.8 mm Pb / 3.9 mm LAr"
+                     " / 1.9 mm gap)", "LAr", Mesh(45, 16, 8, 5.0, 11.0), "Pb", 2.8, 3.9, d_gap_mm=1.9, n_layers=43,
+                     inner_radius_mm=2170.0, length_mm=2 * 3100.0),
+        # LEMURS-like GFlash set for the angle / adaptation study (docs/adapt.md): all on the 45 x 16 x 9 grid so that
+        # one model can learn them all; cell sizes follow the detector (LEMURS / DDML) and the dead material in front
+        # (x0_front) gives each its own angle dependence. par04-siw (id 0) is the first of the five. odd/cld/allegro
+        # above are the Geant4 back-end's layered cylinders (no front material; allegro has 8 rings).
+        DetectorSpec("par04-scipb-ds2", 10, "LEMURS-like Par04 Sci/Pb: Par04 layer pitch with Pb + scintillator "
                      "(approximation)", "scintillator", Mesh(45, 16, 9, 6.0, 3.4), "Pb", 1.4, 0.3,
                      stochastic_term_override=0.18),
-        DetectorSpec("odd-like", 8, "ODD-like W/Si barrel ECal behind a tracker (approximation: 2.2 mm W / 0.32 mm "
+        DetectorSpec("odd-like", 11, "ODD-like W/Si barrel ECal behind a tracker (approximation: 2.2 mm W / 0.32 mm "
                      "Si, 0.5 X0 upstream)", "Si", Mesh(45, 16, 9, 4.65, 4.0), "W", 2.2, 0.32, x0_front=0.5),
-        DetectorSpec("cld-like", 9, "FCC-ee CLD-like W/Si ECal (approximation: 1.9 mm W / 0.5 mm Si, 0.3 X0 "
+        DetectorSpec("cld-like", 12, "FCC-ee CLD-like W/Si ECal (approximation: 1.9 mm W / 0.5 mm Si, 0.3 X0 "
                      "upstream; DDML mesh 4.65 mm x 5.05 mm)", "Si", Mesh(45, 16, 9, 4.65, 5.05), "W", 1.9, 0.5,
                      x0_front=0.3),
-        DetectorSpec("allegro-like", 10, "FCC-ee ALLEGRO-like Pb/LAr ECal (approximation: 2 mm Pb / 2.4 mm LAr, "
+        DetectorSpec("allegro-like", 13, "FCC-ee ALLEGRO-like Pb/LAr ECal (approximation: 2 mm Pb / 2.4 mm LAr, "
                      "1.2 X0 of cryostat + solenoid upstream; DDML cells 5 mm x 11 mm on 9 rings)", "LAr",
                      Mesh(45, 16, 9, 5.0, 11.0), "Pb", 2.0, 2.4, x0_front=1.2),
     )
