@@ -213,7 +213,22 @@ def report(work: Path, out: Path) -> str:
 
     rows = [json.loads(p.read_text()) for p in sorted((work / "results").glob("*.json"))]
     rows.sort(key=lambda r: (r["target"], r["n_train"], r["mode"] != "scratch"))
+    pre = (work / "results" / "pretrain.txt").read_text().strip() if (work / "results" / "pretrain.txt").exists() else "?"
     lines = ["# Adaptation to a new detector (reduced-scale study)", "",
+             ("Pre-training: `tiny-fm-multi` (DiT D 64, 2 blocks, flow matching) on four GFlash LEMURS-like detectors "
+             f"({', '.join(PRETRAIN)}; {N_PRETRAIN} showers each, theta 0.87-2.27, phi uniform, 1-100 GeV), batch "
+             f"{BATCH}. {pre}."),
+             (f"Targets: the fifth detector `{FIFTH}` (GFlash, split 0.8/0.1/0.1 seed 1001) and the shared Geant4 set "
+             f"(`caloforge data convert --detector {G4_NAME} --theta 1.5708 --phi 0`, split 0.7/0.1/0.2 seed 1001)."),
+             (f"Per target and training size: `adapt` ({STEPS['adapt']} steps from the pre-trained EMA, lr x 0.25, "
+             f"in-loop quality every {VAL_EVERY['adapt']}) vs `scratch` (same network and slot layout, random init, "
+             f"{STEPS['scratch']} steps, quality every {VAL_EVERY['scratch']}). In-loop quality = Fréchet distance of "
+             "the high-level features of 100 EMA samples vs 100 validation showers (Heun 4 steps). Final metrics on "
+             f"the first {N_EVAL} test showers: FPD / KPD (x1e3, scaled to the sample size), classifier AUC (DNN, "
+             f"{CLS_EPOCHS} epochs) on high-level features and on voxels; memorisation: median distance of generated "
+             "showers to their nearest training shower / the same for test showers (log(1 + 1e4 E_voxel / E_inc) "
+             "space; < 1 means closer to the training set than fresh data) and the fraction of generated showers "
+             "closer than the 1st percentile of the test distances (0.01 expected without memorisation)."), "",
              (f"Machine: {os.cpu_count()} cores (shared by up to 8 sessions), {cpu_model()}, Python "
              f"{platform.python_version()}, torch {torch.__version__}"), ""]
     lines += [("| target | train showers | mode | steps | CPU min | best in-loop FD x1e3 (step) | steps to scratch best "
