@@ -231,8 +231,9 @@ def report(work: Path, out: Path) -> str:
              "closer than the 1st percentile of the test distances (0.01 expected without memorisation)."), "",
              (f"Machine: {os.cpu_count()} cores (shared by up to 8 sessions), {cpu_model()}, Python "
              f"{platform.python_version()}, torch {torch.__version__}"), ""]
-    lines += [("| target | train showers | mode | steps | CPU min | best in-loop FD x1e3 (step) | steps to scratch best "
-              "| CPU min to scratch best | FPD x1e3 | KPD x1e3 | AUC high | AUC low | mem ratio | mem frac < p1 | load |"),
+    lines += [("| target | train showers | mode | steps | CPU min (wall min) | best in-loop FD x1e3 (step) | steps to "
+               "scratch best | CPU min to scratch best | FPD x1e3 | KPD x1e3 | AUC high | AUC low | mem ratio | "
+               "mem frac < p1 | load 1-min |"),
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         scratch = next((s for s in rows if s["target"] == r["target"] and s["n_train"] == r["n_train"]
@@ -240,12 +241,19 @@ def report(work: Path, out: Path) -> str:
         best = min(r["curve"], key=lambda p: p[1]) if r["curve"] else (None, float("nan"))
         reach = steps_to_reach(r["curve"], min(v for _, v in scratch["curve"])) if scratch and scratch["curve"] else None
         cpu_min = r["cpu_s"] / 60
-        reach_min = f"{cpu_min * reach / r['steps']:.1f}" if reach else "not reached"
+        reach_min = f"{cpu_min * reach / r['steps']:.2f}" if reach else "not reached"
         f = r["final"]
-        lines.append(f"| {r['target']} | {r['n_train']} | {r['mode']} | {r['steps']} | {cpu_min:.1f} | "
-                     f"{best[1]:.1f} ({best[0]}) | {reach or 'not reached'} | {reach_min} | {f['fpd_x1e3']:.1f} | "
-                     f"{f['kpd_x1e3']:.2f} | {f['auc_high']:.3f} | {f['auc_low']:.3f} | {f['mem_median_ratio']:.2f} | "
-                     f"{f['mem_frac_below_test_p1']:.3f} | {r['load_before']} -> {r['load_after']} |")
+        fpd_text = "fit failed" if f["fpd_x1e3"] == 1000.0 else f"{f['fpd_x1e3']:.4g}"  # curve_fit left p0 = 1
+        kpd_text = "overflow" if f["kpd_x1e3"] > 1e12 else f"{f['kpd_x1e3']:.4g}"
+        lines.append(f"| {r['target']} | {r['n_train']} | {r['mode']} | {r['steps']} | {cpu_min:.2f} "
+                     f"({r['wall_s'] / 60:.0f}) | {best[1]:.4g} ({best[0]}) | {reach or 'not reached'} | {reach_min} | "
+                     f"{fpd_text} | {kpd_text} | {f['auc_high']:.3f} | {f['auc_low']:.3f} | "
+                     f"{f['mem_median_ratio']:.2f} | {f['mem_frac_below_test_p1']:.3f} | "
+                     f"{r['load_before'].split()[0][:5]} -> {r['load_after'].split()[0][:5]} |")
+    lines += ["", "In-loop Fréchet distance (x1e3) against optimiser steps:", ""]
+    for r in rows:
+        pts = ", ".join(f"{step}: {v:.3g}" for step, v in r["curve"])
+        lines.append(f"- {r['target']} {r['n_train']} {r['mode']}: {pts}")
     text = "\n".join(lines) + "\n"
     out.write_text(text)
     return text

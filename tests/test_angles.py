@@ -54,14 +54,14 @@ def test_an_angle_conditioned_model_reproduces_the_trained_depth_shift(tmp_path,
     from caloforge.training.trainer import train
 
     monkeypatch.setenv("CALOFORGE_PROGRESS", "0")
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     data = make_file(FRONT, 3000, tmp_path / "front.h5", energy_range=(1e4, 5e4), seed=3,
                      theta_range=(0.55, 1.6), phi_range=(-np.pi, np.pi))
     recipe = load_recipe("tiny-fm", [
         "data.conditions=[energy, phi, theta]", "data.energy_range_mev=[1.0e4, 5.0e4]",
         "transforms=[{kind: divide_by_energy, k: 1.0}, {kind: log, eps: 1.0e-6}, {kind: standardise, mode: global}]",
-        "model.patch=[2, 2, 3]", "model.dim=32", "train.steps=500", "train.batch_size=64", "train.lr=3e-3",
-        "train.ckpt_every=500", "train.log_every=100", "sampler.steps=8", "postprocess.threshold_mev=0.0"])
+        "model.patch=[2, 2, 3]", "model.dim=32", "train.steps=300", "train.batch_size=32", "train.lr=3e-3",
+        "train.ckpt_every=300", "train.log_every=100", "sampler.steps=8", "postprocess.threshold_mev=0.0"])
     train(recipe, data, tmp_path / "run", device="cpu")
     gen = Generator.load(tmp_path / "run", device="cpu")
     n, e = 400, np.exp(np.random.default_rng(0).uniform(np.log(1e4), np.log(5e4), 400))
