@@ -22,7 +22,8 @@ def register(dsub) -> None:
     m.add_argument("--energy-range", type=_energy_range_gev, default=(1.0, 100.0),
                    help="incident energies LOW:HIGH in GeV, sampled log-uniform (default 1:100)")
     m.add_argument("--seed", type=int, default=0, help="random seed; same seed, same file (default 0)")
-    m.add_argument("--out", required=True, help="output HDF5 file (written atomically)")
+    m.add_argument("--out", required=True, help="output HDF5 file (written atomically; never replaced without --force)")
+    m.add_argument("--force", action="store_true", help="replace --out if it exists")
     m.add_argument("--theta-range", type=_angle_range, default=None,
                    help="polar angles LOW:HIGH in rad drawn uniformly and stored as incident_theta (pi/2 = normal "
                         "incidence; LEMURS uses 0.87:2.27); default: normal incidence, not stored")
@@ -36,6 +37,7 @@ def register(dsub) -> None:
 
 
 def _make(args) -> int:
+    from caloforge.outputs import check_output, clean_stale_temps
     from caloforge.simulate.detector_yaml import resolve_detector
     from caloforge.simulate.generate import make_file
 
@@ -48,6 +50,8 @@ def _make(args) -> int:
         raise ConfigError(f"--theta-range: expected 0 < LOW <= HIGH < pi rad, found {th[0]:g}:{th[1]:g}")
     if args.phi_range is not None and not args.phi_range[0] <= args.phi_range[1]:
         raise ConfigError(f"--phi-range: expected LOW <= HIGH rad, found {args.phi_range[0]:g}:{args.phi_range[1]:g}")
+    out = check_output(args.out, force=args.force, what="--out")
+    clean_stale_temps(out.parent)
     path = make_file(spec, args.n, args.out, energy_range=(lo * 1e3, hi * 1e3), seed=args.seed, chunk=args.chunk,
                      theta_range=th, phi_range=args.phi_range, show_progress=True)
     print(f"wrote {args.n} {spec.name} showers ({spec.geometry.n_voxels} voxels, {lo:g}-{hi:g} GeV) to {path}")
