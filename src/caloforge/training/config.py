@@ -45,6 +45,12 @@ class DataConfig(_Strict):
     ram_budget_mb: float = Field(2048.0, gt=0, le=1e8)  # files smaller than this are loaded once and pre-transformed
     fit_max_showers: int = Field(100_000, ge=1, le=10**9)  # showers used to fit the transform chain statistics
     val_max_showers: int = Field(2048, ge=1, le=10**8)
+    # The model's detector slot table (condition 'detector'): slot k is detectors[k]; files are mapped to slots by
+    # detector name. Empty: n_detectors unnamed slots indexed by the files' detector_id. One more slot is reserved.
+    detectors: tuple[str, ...] = ()
+    new_detector: str | None = None  # the detector in the reserved slot (set by `caloforge adapt`)
+    # Per-detector sampling weights (several training files, one per detector); empty = every shower once per epoch
+    detector_weights: dict[str, float] = Field(default_factory=dict)
 
     @field_validator("energy_range_mev")
     @classmethod
@@ -52,6 +58,38 @@ class DataConfig(_Strict):
         if not 0 < v[0] < v[1]:
             raise ValueError(f"expected 0 < low < high, found {list(v)}")
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _count_named_slots(cls, v):
+        if isinstance(v, dict) and v.get("detectors") and "n_detectors" not in v:
+            v = {**v, "n_detectors": len(v["detectors"])}  # the table sets the count (stored configs spell it out)
+        return v
+
+    @model_validator(mode="after")
+    def _slot_table(self):
+        if len(set(self.detectors)) != len(self.detectors):
+            raise ValueError(f"detectors: expected distinct names, found {list(self.detectors)}")
+        if self.detectors and self.n_detectors != len(self.detectors):
+            raise ValueError(f"n_detectors {self.n_detectors} disagrees with the {len(self.detectors)} detectors")
+        if self.new_detector is not None and not self.detectors:
+            raise ValueError("new_detector needs the detectors slot table")
+        if self.new_detector in self.detectors:
+            raise ValueError(f"new_detector {self.new_detector!r} already has a slot in detectors")
+        named = (*self.detectors, *([self.new_detector] if self.new_detector else []))
+        for name, w in self.detector_weights.items():
+            if named and name not in named:
+                raise ValueError(f"detector_weights: {name!r} is not in detectors {list(named)}")
+            if not (w >= 0 and w < float("inf")):
+                raise ValueError(f"detector_weights: {name!r}: expected a finite weight >= 0, found {w}")
+        if self.detector_weights and not any(w > 0 for w in self.detector_weights.values()):
+            raise ValueError("detector_weights: expected at least one weight > 0")
+        return self
+
+    @property
+    def slots(self) -> int:
+        """K, the number of known detector slots (the one-hot has K + 1 columns)."""
+        return len(self.detectors) or self.n_detectors
 
 
 class ModelConfig(_Strict):

@@ -59,6 +59,7 @@ from caloforge.training.data import (
 from caloforge.training.ema import EMA
 from caloforge.training.schedules import first_changed_step, lr_factor
 from caloforge.training.seams import Seams
+from caloforge.training.sources import as_sources
 
 VAL_BATCH = 256
 VAL_SEED = 12345
@@ -165,7 +166,9 @@ def train(recipe: Recipe | str, data_path, out_dir, val_path=None, steps: int | 
     a warning with ``outside_energy_range='warn'``. One process at a time writes a run directory (``run_dir``).
     """
     recipe = _with_steps(recipe if isinstance(recipe, Recipe) else load_recipe(recipe), steps)
-    tc, out, data_path = recipe.train, Path(out_dir), Path(data_path)
+    tc, out = recipe.train, Path(out_dir)
+    # one file (a path or a training.sources.DataSource) or several, one per detector
+    data_path = list(data_path) if isinstance(data_path, (list, tuple)) else as_sources(data_path)[0]
     dev = resolve_device(device)
     info = distributed.setup(dev)
     dev = info.device
@@ -187,12 +190,13 @@ def _train(recipe, tc, data_path, out, val_path, dev, info, extra_callbacks, out
     ckpt = load_checkpoint(ckpt_file) if ckpt_file else None
     _set_determinism(tc.seed, tc.deterministic)
 
-    with ShowerFile(data_path) as f:
+    with ShowerFile(as_sources(data_path)[0].path) as f:
         geometry = resolve_geometry(recipe.data, f)
-    for opt_name, path in (("--data", data_path), ("--val", val_path)):
-        if path is not None:  # no NaN, inf, negative deposit or E <= 0 reaches the model
-            report = require_valid(path, geometry, what=opt_name)
-            check_energy_range(report, recipe.data.energy_range_mev, f"{opt_name} {path}", outside_energy_range)
+    checks = [("--data", s.path) for s in as_sources(data_path)]  # every file of a multi-detector run
+    checks += [("--val", s.path) for s in as_sources(val_path)] if val_path is not None else []
+    for opt_name, path in checks:  # no NaN, inf, negative deposit or E <= 0 reaches the model
+        report = require_valid(path, geometry, what=opt_name)
+        check_energy_range(report, recipe.data.energy_range_mev, f"{opt_name} {path}", outside_energy_range)
     encoder = build_condition_encoder(recipe.data)
     if ckpt is not None:
         _check_schedule_total(ckpt, tc, out)
