@@ -170,7 +170,7 @@ def evaluate_run(run: Path, work: Path, target: str, data: Path) -> dict:
     from caloforge.evaluation.classifier import run_classifier
     from caloforge.evaluation.features import compute_hlf, hlf_vector, voxel_inputs
     from caloforge.evaluation.fpd_kpd import fpd, kpd, scaled_options
-    from caloforge.training.generator import Generator
+    from caloforge.sampling.generator import Generator
 
     gen = Generator.load(run, device="cpu")
     with ShowerFile(work / "data" / f"{target}_test.h5") as f:
