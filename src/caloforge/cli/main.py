@@ -21,6 +21,7 @@ _COMMAND_MODULES = (
     "caloforge.cli.sample_cmd",
     "caloforge.cli.evaluate_cmd",
     "caloforge.cli.bench_cmd",
+    "caloforge.cli.distill_cmd",
 )
 
 

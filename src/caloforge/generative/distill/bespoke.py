@@ -118,6 +118,12 @@ class Reference:
         self.x = torch.stack(states)  # (knots + 1, B, *S)
         self.u = torch.stack(vels)
 
+    def subset(self, idx: torch.Tensor) -> Reference:
+        """The same reference restricted to trajectories ``idx`` (a minibatch)."""
+        out = Reference.__new__(Reference)
+        out.knots, out.x, out.u = self.knots, self.x[:, idx], self.u[:, idx]
+        return out
+
     def at(self, t: torch.Tensor) -> torch.Tensor:
         """x(t) for a 0-dim t in [0, 1] (differentiable in t)."""
         k = int(torch.clamp((t.detach() * self.knots).floor(), 0, self.knots - 1))
