@@ -35,6 +35,9 @@ def _run(args) -> int:
         loss = f", loss {result.last_loss:.4f}" if result.last_loss is not None else ""
         print(f"trained {recipe.name} to step {result.step}{loss}; checkpoint {result.checkpoint}")
         return 0
+    if result.signal is None:
+        print(f"stopped at step {result.step} by {result.stopped_by}; checkpoint {result.checkpoint}")
+        return 0
     print(f"stopped at step {result.step} (signal {result.signal}); checkpoint {result.checkpoint}; "
           f"re-run the same command to resume")
     return 128 + int(result.signal or signal.SIGTERM)

@@ -113,6 +113,28 @@ class TrainConfig(_Strict):
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     compile: bool = False
     num_workers: int = Field(0, ge=0)
+    # ---- seams for fine-tuning, adaptation and distillation (docs/train.md "Starting from another run") ----
+    init_from: str | None = None  # run directory or checkpoint whose weights start this run (not on resume)
+    init_weights: Literal["ema", "raw"] = "ema"
+    init_strict: bool = True  # False: load what matches by name; a shape mismatch copies the overlapping block
+    init_map: dict[str, str] = Field(default_factory=dict)  # source-name prefix -> this network's prefix
+    init_chain_from_source: bool = False  # take the source's fitted transform chain (and layer coder)
+    freeze: tuple[str, ...] = ()  # fnmatch patterns of parameter names kept fixed (no optimiser, no EMA update)
+    teacher: str | None = None  # run directory or checkpoint of a frozen teacher handed to the loss (LossContext)
+    teacher_weights: Literal["ema", "raw"] = "ema"
+
+    @model_validator(mode="after")
+    def _init_settings_need_a_source(self):
+        # judged by value, not by "was it given": a stored config.yaml spells out every default
+        if self.init_from is None:
+            changed = [k for k, v in (("init_weights", self.init_weights != "ema"), ("init_strict", not self.init_strict),
+                                      ("init_map", bool(self.init_map)),
+                                      ("init_chain_from_source", self.init_chain_from_source)) if v]
+            if changed:
+                raise ValueError(f"{changed[0]} is set but init_from is not (expected a run directory or checkpoint)")
+        if self.teacher is None and self.teacher_weights != "ema":
+            raise ValueError("teacher_weights is set but teacher is not (expected a run directory or checkpoint)")
+        return self
 
 
 class PostprocessConfig(_Strict):
@@ -198,6 +220,10 @@ RESUME_FREE_KEYS = {
     ("train", "log_every"),
     ("train", "num_workers"),
     ("train", "compile"),
+    # where the init source / teacher live: they are read only at step 0; a resume takes the weights (and the
+    # teacher) from the run's own checkpoint, so a moved source does not block it
+    ("train", "init_from"),
+    ("train", "teacher"),
     ("data", "ram_budget_mb"),
 }
 

@@ -6,6 +6,8 @@ the decay grows with the step: ``min(max_decay, 1 - (1 + step / inv_gamma) ** -p
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 
@@ -18,16 +20,35 @@ def ema_decay(step: int, power: float = 0.7, max_decay: float = 0.9999, start: i
 
 
 class EMA:
-    """Shadow copy of a module's floating-point parameters and buffers, updated in place after each step."""
+    """Shadow copy of a module's floating-point parameters and buffers, updated in place after each step.
 
-    def __init__(self, module: torch.nn.Module, power: float = 0.7, max_decay: float = 0.9999, start: int = 0):
-        self.power, self.max_decay, self.start = power, max_decay, start
+    ``skip`` names entries that are never updated (frozen parameters: they keep their starting value exactly).
+    """
+
+    def __init__(self, module: torch.nn.Module, power: float = 0.7, max_decay: float = 0.9999, start: int = 0,
+                 skip: frozenset[str] = frozenset()):
+        self.power, self.max_decay, self.start, self.skip = power, max_decay, start, frozenset(skip)
         self.shadow = {k: v.detach().clone() for k, v in module.state_dict().items()}
+        self._net: torch.nn.Module | None = None
+
+    def network(self, like: torch.nn.Module) -> torch.nn.Module:
+        """The EMA weights as a module (eval, no grad) that stays in sync: it is built once from a copy of ``like``
+        and the shadow then lives in its tensors, so every later update moves it at no copying cost."""
+        if self._net is None:
+            net = copy.deepcopy(like).eval().requires_grad_(False)
+            state = net.state_dict()  # tensors sharing storage with the copy's parameters and buffers
+            with torch.no_grad():
+                for k, v in self.shadow.items():
+                    state[k].copy_(v)
+            self.shadow, self._net = state, net
+        return self._net
 
     @torch.no_grad()
     def update(self, module: torch.nn.Module, step: int) -> float:
         decay = ema_decay(step, self.power, self.max_decay, self.start)
         for k, v in module.state_dict().items():
+            if k in self.skip:
+                continue
             s = self.shadow[k]
             if s.is_floating_point():
                 s.lerp_(v.detach().to(s.dtype), 1.0 - decay)  # s = decay * s + (1 - decay) * v
@@ -42,8 +63,9 @@ class EMA:
         missing = set(self.shadow) ^ set(state)
         if missing:
             raise KeyError(f"EMA state does not match the model (keys differ: {sorted(missing)[:3]})")
-        for k, v in state.items():
-            self.shadow[k].copy_(v)
+        with torch.no_grad():
+            for k, v in state.items():
+                self.shadow[k].copy_(v)
 
     def copy_to(self, module: torch.nn.Module) -> None:
         module.load_state_dict(self.shadow)

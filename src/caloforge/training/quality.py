@@ -13,10 +13,12 @@ import copy
 import numpy as np
 
 from caloforge.data.reader import ShowerFile
+from caloforge.training.callbacks import Callback
 
 
-class InLoopQuality:
-    """Holds the validation showers' features; ``measure(model, ema)`` returns the metrics to log."""
+class InLoopQuality(Callback):
+    """Holds the validation showers' features; ``measure(model, ema)`` returns the metrics to log. As a loop
+    callback it measures at the validation cadence (``on_val``)."""
 
     def __init__(self, val_path, n: int, recipe, objective, chain, encoder, geometry, device, model_range,
                  coder=None, layer_objective=None):
@@ -57,3 +59,6 @@ class InLoopQuality:
         response = float(np.mean(showers.sum(1) / self.energies)) / self.ref_response - 1.0
         return {"quality_fd_x1e3": 1e3 * float(fd), "quality_response_bias": response,
                 "quality_showers": len(self.energies)}
+
+    def on_val(self, state) -> dict:
+        return self.measure(state.model, state.ema)

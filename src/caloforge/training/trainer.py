@@ -15,10 +15,8 @@ import json
 import math
 import os
 import random
-import signal
-import threading
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +37,7 @@ from caloforge.training.build import (
     resolve_device,
     voxel_grid,
 )
+from caloforge.training.callbacks import SignalStop, TrainState
 from caloforge.training.checkpoint import (
     atomic_write_text,
     capture_rng_state,
@@ -49,6 +48,7 @@ from caloforge.training.checkpoint import (
     to_numpy,
 )
 from caloforge.training.config import Recipe, dump_recipe, load_recipe, recipe_differences
+from caloforge.training.context import LossContext, uses_context
 from caloforge.training.data import (
     TrainBatches,
     build_condition_encoder,
@@ -58,6 +58,7 @@ from caloforge.training.data import (
 )
 from caloforge.training.ema import EMA
 from caloforge.training.schedules import lr_factor
+from caloforge.training.seams import Seams
 
 VAL_BATCH = 256
 VAL_SEED = 12345
@@ -70,28 +71,8 @@ class TrainResult:
     completed: bool  # False when stopped by a signal before the last step
     last_loss: float | None
     checkpoint: Path | None
-    signal: int | None = None
-
-
-class _StopFlag:
-    """SIGTERM/SIGINT set a flag; the loop saves a checkpoint at the end of the current step and returns."""
-
-    def __init__(self):
-        self.signum: int | None = None
-        self._old: dict = {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        self.signum = signum
-
-    def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
+    signal: int | None = None  # the signal that stopped the run (SIGTERM/SIGINT)
+    stopped_by: str | None = None  # class name of the callback that stopped it early
 
 
 def _with_steps(recipe: Recipe, steps: int | None) -> Recipe:
@@ -158,8 +139,14 @@ class _Metrics:
             self.tb.close()
 
 
-def batch_loss(objective, net, x: torch.Tensor, c: torch.Tensor, generator, layer_weight: float | None = None):
-    """The training loss of one batch: the objective's, or for a two-stage net voxel + layer_weight x layer loss."""
+def batch_loss(objective, net, x: torch.Tensor, c: torch.Tensor, generator, layer_weight: float | None = None,
+               ctx: LossContext | None = None):
+    """The training loss of one batch: the objective's, or for a two-stage net voxel + layer_weight x layer loss.
+
+    An objective with ``uses_context`` gets the whole network and the LossContext and returns the total loss.
+    """
+    if uses_context(objective):
+        return objective.loss(net, x, c, generator=generator, ctx=ctx)
     if layer_weight is None:
         return objective.loss(net, x, c, generator=generator)
     voxel_loss, layer_loss = net(x, c, generator)
@@ -167,65 +154,71 @@ def batch_loss(objective, net, x: torch.Tensor, c: torch.Tensor, generator, laye
 
 
 @torch.no_grad()
-def validation_loss(objective, net, x: np.ndarray, c: np.ndarray, grid, device, layer_weight=None) -> float:
+def validation_loss(objective, net, x: np.ndarray, c: np.ndarray, grid, device, layer_weight=None,
+                    ctx: LossContext | None = None) -> float:
     """Mean loss over a fixed validation set with fixed noise (comparable across steps and runs)."""
     gen = torch.Generator(device=device).manual_seed(VAL_SEED)
     total, n = 0.0, 0
     for i in range(0, len(x), VAL_BATCH):
         xb = torch.from_numpy(x[i:i + VAL_BATCH]).to(device).view(-1, *grid)  # (B, Z, A, R)
         cb = torch.from_numpy(c[i:i + VAL_BATCH]).to(device)  # (B, C)
-        total += float(batch_loss(objective, net, xb, cb, gen, layer_weight)) * len(xb)
+        total += float(batch_loss(objective, net, xb, cb, gen, layer_weight, ctx)) * len(xb)
         n += len(xb)
     return total / max(n, 1)
 
 
 def train(recipe: Recipe | str, data_path, out_dir, val_path=None, steps: int | None = None,
-          device: str = "auto") -> TrainResult:
-    """Train (or resume, when out_dir holds a checkpoint) a recipe on a shower file; see the module docstring."""
+          device: str = "auto", callbacks=()) -> TrainResult:
+    """Train (or resume, when out_dir holds a checkpoint) a recipe on a shower file; see the module docstring.
+
+    ``callbacks``: extra loop callbacks (``caloforge.training.callbacks``) run after the built-in ones.
+    """
     recipe = _with_steps(recipe if isinstance(recipe, Recipe) else load_recipe(recipe), steps)
     tc, out, data_path = recipe.train, Path(out_dir), Path(data_path)
     dev = resolve_device(device)
     info = distributed.setup(dev)
     dev = distributed.local_device(dev, info)
     try:
-        return _train(recipe, tc, data_path, out, val_path, dev, info)
+        return _train(recipe, tc, data_path, out, val_path, dev, info, list(callbacks))
     finally:
         distributed.teardown(info)
 
 
-def _train(recipe, tc, data_path, out, val_path, dev, info) -> TrainResult:
+def _train(recipe, tc, data_path, out, val_path, dev, info, extra_callbacks) -> TrainResult:
     distributed.per_rank_batch(tc.batch_size, info, tc.grad_accum)
     _check_run_dir(out, recipe)
     ckpt_file = latest_checkpoint(out) if out.is_dir() else None
-    if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "config.yaml", dump_recipe(recipe))
+    ckpt = load_checkpoint(ckpt_file) if ckpt_file else None
     _set_determinism(tc.seed, tc.deterministic)
 
     with ShowerFile(data_path) as f:
         geometry = resolve_geometry(recipe.data, f)
     encoder = build_condition_encoder(recipe.data)
-    ckpt = load_checkpoint(ckpt_file) if ckpt_file else None
-    from caloforge.transforms.chain import Chain
-
-    coder = _layer_coder(recipe, geometry, data_path, ckpt)
-    if ckpt is not None:
-        chain = Chain.from_state(to_numpy(ckpt["chain"]))
-    else:
-        chain = Chain.from_config(list(recipe.transforms), where=f"recipe {recipe.name}: transforms")
-        chain.fit(fit_batches(data_path, recipe.data.fit_max_showers, geometry, coder))
     model_cfg = network_config(recipe, geometry, encoder.dim)
     torch.manual_seed(tc.seed)  # same initial weights on every rank and run
     model = build_network(model_cfg).to(dev)
     objective = build_objective(recipe.objective)
-    layer_weight, extra_static = None, {}
+    seams = Seams(recipe, model, objective, ckpt, dev)  # init_from / freeze / teacher: checked before any file
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.yaml", dump_recipe(recipe))
+    from caloforge.transforms.chain import Chain
+
+    coder = _layer_coder(recipe, geometry, data_path, ckpt if ckpt is not None else seams.chain_source)
+    if ckpt is not None or seams.chain_source is not None:
+        chain = Chain.from_state(to_numpy((ckpt or seams.chain_source)["chain"]))
+    else:
+        chain = Chain.from_config(list(recipe.transforms), where=f"recipe {recipe.name}: transforms")
+        chain.fit(fit_batches(data_path, recipe.data.fit_max_showers, geometry, coder))
+    layer_weight, extra_static = None, dict(seams.static)
     if coder is not None:
         layer_objective = build_objective(recipe.layer_model.objective)
         model.objectives = (objective, layer_objective)
         layer_weight = recipe.layer_model.loss_weight
-        extra_static = {"layer_coder": coder.state(), "layer_objective": layer_objective.config()}
-    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=tuple(tc.betas), weight_decay=tc.weight_decay)
-    ema = EMA(model, tc.ema.power, tc.ema.max_decay, tc.ema.start)
+        extra_static |= {"layer_coder": coder.state(), "layer_objective": layer_objective.config()}
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=tc.lr, betas=tuple(tc.betas),
+                            weight_decay=tc.weight_decay)
+    ema = EMA(model, tc.ema.power, tc.ema.max_decay, tc.ema.start, skip=frozenset(seams.frozen))
     data = TrainBatches(data_path, chain, encoder, recipe.data, tc.batch_size, tc.seed, info.rank, info.world,
                         geometry, coder)
     start = 0
@@ -238,18 +231,21 @@ def _train(recipe, tc, data_path, out, val_path, dev, info) -> TrainResult:
         ema.load_state_dict(ckpt["ema"])
         restore_rng_state(ckpt["rng"])
         start = int(ckpt["step"])
+    ema_net = ema.network(model) if uses_context(objective) else None
     net = distributed.wrap(model, info, dev)
     if tc.compile and dev.type == "cuda":
         net = torch.compile(net)
     val = load_validation(val_path, chain, encoder, recipe.data, geometry, coder) if val_path else None
     grid = voxel_grid(model_cfg)
     lo, hi = ckpt["model_range"] if ckpt is not None else data.model_range(recipe.data.fit_max_showers)
-    quality = None
+    signals = SignalStop()
+    callbacks = [signals]
     if val_path and tc.quality_showers and info.is_main:
         from caloforge.training.quality import InLoopQuality
 
-        quality = InLoopQuality(val_path, tc.quality_showers, recipe, objective, chain, encoder, geometry, dev,
-                                (lo, hi), coder, model.objectives[1] if coder is not None else None)
+        callbacks.append(InLoopQuality(val_path, tc.quality_showers, recipe, objective, chain, encoder, geometry, dev,
+                                       (lo, hi), coder, model.objectives[1] if coder is not None else None))
+    callbacks += extra_callbacks
     static = {"model_range": (lo, hi), "config": recipe.to_dict(), "chain": chain.state(), "encoder": encoder.state(),
               "geometry": geometry.to_dict(), "model_config": model_cfg, "objective": objective.config(), **extra_static}
 
@@ -266,18 +262,24 @@ def _train(recipe, tc, data_path, out, val_path, dev, info) -> TrainResult:
         return path
 
     metrics = _Metrics(out, info.is_main)
+    state = TrainState(start, tc.steps, recipe, out, model, ema, objective, info.is_main, log=metrics.write)
     shard = data.local_batch // tc.grad_accum
     clip = tc.grad_clip if tc.grad_clip is not None else math.inf
-    last_loss, ckpt_path, t_log, n_log, step = None, ckpt_file, time.perf_counter(), 0, start
+    last_loss, ckpt_path, t_log, n_log, step, stopped_by = None, ckpt_file, time.perf_counter(), 0, start, None
     bar = progress(total=tc.steps, desc=f"train {recipe.name}", unit="step", initial=start) if info.is_main else None
-    with _StopFlag() as stop:
+    with ExitStack() as stack:
+        for cb in callbacks:
+            if hasattr(cb, "__enter__"):
+                stack.enter_context(cb)
+        _call(callbacks, "on_train_start", state)
         for step in range(start, tc.steps):
             lr = tc.lr * lr_factor(step, tc.steps, tc.schedule, tc.warmup_steps, tc.decay_fraction, tc.min_factor)
             for group in opt.param_groups:
                 group["lr"] = lr
             x, c = data.batch(step)
             xb = torch.from_numpy(x).to(dev).view(-1, *grid)  # (b, Z, A, R) this rank's share
-            cb = torch.from_numpy(c).to(dev)  # (b, C)
+            cb_ = torch.from_numpy(c).to(dev)  # (b, C)
+            ctx = LossContext(step, ema_net, seams.teacher) if ema_net is not None else None
             opt.zero_grad(set_to_none=True)
             loss_sum = 0.0
             for k in range(tc.grad_accum):
@@ -286,7 +288,7 @@ def _train(recipe, tc, data_path, out, val_path, dev, info) -> TrainResult:
                 with sync:
                     with autocast_context(dev, tc.precision):
                         loss = batch_loss(objective, net, xb[k * shard:(k + 1) * shard],
-                                          cb[k * shard:(k + 1) * shard], gen, layer_weight)
+                                          cb_[k * shard:(k + 1) * shard], gen, layer_weight, ctx)
                     (loss / tc.grad_accum).backward()
                 loss_sum += float(loss.detach())
             if not math.isfinite(loss_sum):
@@ -299,6 +301,7 @@ def _train(recipe, tc, data_path, out, val_path, dev, info) -> TrainResult:
             n_log += 1
             last_loss = distributed.mean_across(loss_sum / tc.grad_accum, info) if (
                 done % tc.log_every == 0 or done == tc.steps) else last_loss
+            state.step, state.loss, state.lr, state.grad_norm = done, last_loss, lr, grad_norm
             if bar is not None:
                 bar.update(1)
             if done % tc.log_every == 0 or done == tc.steps:
@@ -308,16 +311,20 @@ def _train(recipe, tc, data_path, out, val_path, dev, info) -> TrainResult:
                 if bar is not None:
                     bar.set_postfix(loss=f"{last_loss:.4f}")
                 t_log, n_log = now, 0
-            if val is not None and info.is_main and (done % tc.val_every == 0 or done == tc.steps):
-                metrics.write({"step": done, "val_loss": _ema_val_loss(objective, model, ema, val, grid, dev,
-                                                                       layer_weight)})
-                if quality is not None:
-                    metrics.write({"step": done, **quality.measure(model, ema)})
-            stopping = distributed.any_flag(stop.signum is not None, info)
+            if info.is_main and (done % tc.val_every == 0 or done == tc.steps):
+                if val is not None:
+                    state.val_loss = _ema_val_loss(objective, model, ema, val, grid, dev, layer_weight,
+                                                   LossContext(step, ema.network(model), seams.teacher))
+                    metrics.write({"step": done, "val_loss": state.val_loss})
+                for record in _call(callbacks, "on_val", state):
+                    metrics.write({"step": done, **record})
+            asked = [type(cb).__name__ for cb, stop in zip(callbacks, _call(callbacks, "on_step_end", state, True))
+                     if stop]
+            stopping = distributed.any_flag(bool(asked), info)
             if done % tc.ckpt_every == 0 or done == tc.steps or stopping:
                 ckpt_path = checkpoint(done, last_loss)
             if stopping:
-                step = done
+                step, stopped_by = done, (asked[0] if asked else "another rank")
                 break
         else:
             step = tc.steps
@@ -325,16 +332,22 @@ def _train(recipe, tc, data_path, out, val_path, dev, info) -> TrainResult:
         bar.close()
     metrics.close()
     data.close()
-    return TrainResult(out, step, step >= tc.steps, last_loss, ckpt_path, stop.signum)
+    return TrainResult(out, step, step >= tc.steps, last_loss, ckpt_path, signals.signum, stopped_by)
 
 
-def _ema_val_loss(objective, model, ema: EMA, val, grid, dev, layer_weight=None) -> float:
-    import copy
+def _call(callbacks, hook: str, state, keep_all: bool = False) -> list:
+    """Call one hook on every callback that has it; results (all of them with keep_all, else the non-empty)."""
+    results = []
+    for cb in callbacks:
+        fn = getattr(cb, hook, None)
+        r = fn(state) if fn is not None else None
+        if keep_all or r:
+            results.append(r)
+    return results
 
-    ema_net = copy.deepcopy(model)
-    ema.copy_to(ema_net)
-    ema_net.eval()
-    return validation_loss(objective, ema_net, val[0], val[1], grid, dev, layer_weight)
+
+def _ema_val_loss(objective, model, ema: EMA, val, grid, dev, layer_weight=None, ctx=None) -> float:
+    return validation_loss(objective, ema.network(model), val[0], val[1], grid, dev, layer_weight, ctx)
 
 
 def _layer_coder(recipe: Recipe, geometry, data_path: Path, ckpt: dict | None):
@@ -343,7 +356,7 @@ def _layer_coder(recipe: Recipe, geometry, data_path: Path, ckpt: dict | None):
         return None
     from caloforge.transforms.layer_coder import LayerEnergyCoder
 
-    if ckpt is not None:
+    if ckpt is not None and "layer_coder" in ckpt:  # the run's own, or the init source's (init_chain_from_source)
         return LayerEnergyCoder.from_state(to_numpy(ckpt["layer_coder"]), geometry)
     lm = recipe.layer_model
     thr = geometry.threshold_mev if lm.threshold_mev is None else lm.threshold_mev
