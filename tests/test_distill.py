@@ -202,7 +202,7 @@ def test_distilled_objective_configs_round_trip_and_refuse_bad_settings():
         build_objective({"kind": "bespoke", "base": EDM().config(), "solver": {"steps": 2}})
     with pytest.raises(ConfigError, match="expected flow or edm"):
         build_objective({"kind": "distilled", "base": {"kind": "ddpm"}})
-    with pytest.raises(ConfigError, match="not trained"):
+    with pytest.raises(ConfigError, match="needs a teacher"):
         obj.loss(TinyNet(2), torch.zeros(2, 2), None)
 
 

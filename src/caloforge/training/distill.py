@@ -18,13 +18,17 @@ from pathlib import Path
 
 import torch
 
-from caloforge.errors import ConfigError
+from caloforge.errors import CaloforgeError, ConfigError
+from caloforge.generative.distill.objectives import Distilled
 from caloforge.generative.distill.paths import path_of
 from caloforge.outputs import atomic_write_text, check_output, replaced_dir
 from caloforge.training.build import build_network, build_objective, resolve_device
 from caloforge.training.checkpoint import capture_rng_state, load_checkpoint, save_checkpoint, to_numpy
 from caloforge.training.config import dump_recipe, recipe_from_dict
 from caloforge.training.distill_config import DistillConfig, distill_config
+
+
+TRAINER_METHODS = ("consistency", "progressive")
 
 
 @dataclass
@@ -104,19 +108,77 @@ def distill(method: str, teacher_run, data_path, out_dir, steps: int | None = No
     teacher = load_teacher(teacher_run, dev)
     check_teacher(teacher, cfg)
     out = check_output(out_dir, force=force, inputs=[teacher_run, data_path], what="directory")
-    from caloforge.training import distill_loops
-
     t0 = time.process_time()
     with replaced_dir(out) as tmp:
-        batches = _batches(teacher, data_path, cfg)
-        try:
-            result = distill_loops.run(cfg, teacher, batches, dev, tmp)
-        finally:
-            batches.close()
+        if cfg.method in TRAINER_METHODS:
+            last = _in_trainer(cfg, teacher, Path(teacher_run), data_path, tmp, device, t0)
+            objectives = student_objectives(cfg, teacher, cfg.steps)
+            write_info(tmp, teacher, cfg, time.process_time() - t0)
+        else:
+            from caloforge.training import distill_loops
+
+            batches = _batches(teacher, data_path, cfg)
+            try:
+                result = distill_loops.run(cfg, teacher, batches, dev)
+            finally:
+                batches.close()
+            last, objectives = result.last_loss, result.objectives
+            write_run(tmp, teacher, cfg, result, time.process_time() - t0)
         seconds = time.process_time() - t0
-        write_run(tmp, teacher, cfg, result, seconds)
-    nfe = result.objectives[0].nfe()
-    return DistillResult(out, cfg.method, cfg.steps, nfe, seconds, result.last_loss)
+    return DistillResult(out, cfg.method, cfg.steps, objectives[0].nfe(), seconds, last)
+
+
+# ---- consistency and progressive: the ordinary trainer with init_from + teacher + the loss context ----------------
+def student_objectives(cfg: DistillConfig, teacher: Teacher, steps: int, teacher_solver: str = "euler") -> list:
+    """[voxel objective (trains both stages), layer objective (samples the layer stage)] of a student."""
+    voxel, layer = teacher.stages[0], teacher.stages[1] if teacher.two_stage else None
+    extra = {"grid": cfg.consistency.grid, "distance": cfg.consistency.loss, "huber_c": cfg.consistency.huber_c,
+             "teacher_solver": teacher_solver, "layer_weight": cfg.train.layer_weight}
+    out = [Distilled(base=voxel.objective.config(), method=cfg.method, default_steps=steps,
+                     layer_base=None if layer is None else layer.objective.config(), **extra)]
+    if layer is not None:
+        out.append(Distilled(base=layer.objective.config(), method=cfg.method, default_steps=steps))
+    return out
+
+
+def _in_trainer(cfg: DistillConfig, teacher: Teacher, teacher_run: Path, data_path, run_dir: Path,
+                device: str, t0: float) -> float | None:
+    """Consistency: one run. Progressive: one run per round under rounds/steps-N, each round's run being the next
+    round's init and teacher; the last round is ``run_dir`` itself."""
+    from caloforge.generative.distill.progressive import rounds
+
+    if cfg.method == "consistency":
+        return _train_student(cfg, teacher, teacher_run, data_path, run_dir, device, cfg.steps, "euler")
+    source, last = teacher_run, None
+    for r, n in enumerate(rounds(cfg.progressive.start_steps, cfg.steps)):
+        dest = run_dir if n == cfg.steps else run_dir / "rounds" / f"steps-{n}"
+        solver = cfg.progressive.teacher_solver if r == 0 else "euler"
+        last = _train_student(cfg, teacher, source, data_path, dest, device, n, solver)
+        if dest != run_dir:
+            write_info(dest, teacher, cfg.model_copy(update={"steps": n}), time.process_time() - t0)
+        source = dest
+    return last
+
+
+def _train_student(cfg, teacher, source: Path, data_path, out: Path, device, steps: int, solver: str):
+    from caloforge.training.trainer import train
+
+    tc = cfg.train
+    objectives = student_objectives(cfg, teacher, steps, solver)
+    raw = student_recipe(teacher, cfg, objectives, teacher.source)
+    ema = tc.ema.model_dump()
+    if cfg.method == "consistency":  # the EMA network is the consistency target
+        ema["max_decay"] = cfg.consistency.target_decay
+    raw["train"] = {"steps": tc.steps, "batch_size": tc.batch_size, "lr": tc.lr, "betas": [0.9, 0.99],
+                    "weight_decay": 0.0, "warmup_steps": min(tc.warmup_steps, tc.steps - 1), "schedule": "constant",
+                    "grad_clip": tc.grad_clip, "ema": ema, "ckpt_every": tc.steps, "val_every": tc.steps,
+                    "log_every": tc.log_every, "seed": tc.seed, "init_from": str(source),
+                    "init_chain_from_source": True, "teacher": str(source)}
+    res = train(recipe_from_dict(raw, "distilled recipe"), data_path, out, device=device)
+    if not res.completed:
+        raise CaloforgeError(f"distill {cfg.method}: stopped at step {res.step} (signal {res.signal}); nothing kept, "
+                             f"re-run the command")
+    return res.last_loss
 
 
 def _batches(teacher: Teacher, data_path, cfg: DistillConfig):
@@ -150,6 +212,14 @@ def student_recipe(teacher: Teacher, cfg: DistillConfig, objectives: list, label
     return raw
 
 
+def write_info(run_dir: Path, teacher: Teacher, cfg: DistillConfig, seconds: float) -> dict:
+    """distill.json: method, steps, teacher and the CPU seconds the distillation took (read by benchmarks)."""
+    info = {"method": cfg.method, "steps": cfg.steps, "teacher": teacher.source,
+            "teacher_step": int(teacher.ckpt["step"]), "cpu_seconds": seconds, "settings": cfg.model_dump(mode="json")}
+    atomic_write_text(Path(run_dir) / "distill.json", json.dumps(info, indent=1) + "\n")
+    return info
+
+
 def write_run(run_dir: Path, teacher: Teacher, cfg: DistillConfig, result, seconds: float) -> Path:
     """checkpoints/, config.yaml, distill.json and metrics.jsonl of a distilled run in ``run_dir``."""
     run_dir = Path(run_dir)
@@ -158,8 +228,7 @@ def write_run(run_dir: Path, teacher: Teacher, cfg: DistillConfig, result, secon
     ck = teacher.ckpt
     static = {k: ck[k] for k in ("model_range", "chain", "encoder", "geometry", "model_config", "layer_coder")
               if k in ck}
-    info = {"method": cfg.method, "steps": cfg.steps, "teacher": teacher.source, "teacher_step": int(ck["step"]),
-            "cpu_seconds": seconds, "settings": cfg.model_dump(mode="json")}
+    info = write_info(run_dir, teacher, cfg, seconds)
     payload = {**static, "config": raw, "objective": result.objectives[0].config(),
                "model": result.model_state, "ema": result.ema_state, "optimizer": {}, "rng": capture_rng_state(),
                "last_loss": result.last_loss, "data": {"n": result.n_data, "seed": cfg.train.seed}, "distill": info}
@@ -167,6 +236,5 @@ def write_run(run_dir: Path, teacher: Teacher, cfg: DistillConfig, result, secon
         payload["layer_objective"] = result.objectives[1].config()
     save_checkpoint(run_dir, result.step, payload, keep=1)
     atomic_write_text(run_dir / "config.yaml", dump_recipe(recipe_from_dict(raw, "distilled recipe")))
-    atomic_write_text(run_dir / "distill.json", json.dumps(info, indent=1) + "\n")
     atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in result.metrics))
     return run_dir

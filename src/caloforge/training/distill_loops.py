@@ -1,8 +1,10 @@
-"""The optimisation loops of the four distillation methods over a teacher's stages (see ``training.distill``).
+"""The two distillation loops that do not fit the trainer (see ``training.distill``; consistency and progressive
+run in ``caloforge.training.trainer`` through its loss context).
 
-Consistency, progressive and reflow train a student initialised from the teacher's EMA weights (AdamW, warm-up then
-constant lr, grad clipping, an EMA of the student whose weights are saved for sampling); bespoke keeps the teacher's
-weights and trains only the few solver coefficients of each stage.
+Reflow trains a student initialised from the teacher's EMA weights on precomputed (noise, teacher sample) pairs
+(AdamW, warm-up then constant lr, grad clipping, an EMA of the student whose weights are saved for sampling): the
+pairs are not rows of a shower file, so the trainer's data path cannot serve them. Bespoke keeps the teacher's weights
+and trains only the few solver coefficients of each stage.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from caloforge.errors import CaloforgeError
-from caloforge.generative.distill import consistency, progressive, reflow
+from caloforge.generative.distill import reflow
 from caloforge.generative.distill.bespoke import BespokeSolver, Reference, lte_loss
 from caloforge.generative.distill.objectives import Bespoke, Distilled, time_field
 from caloforge.generative.objectives.base import CallCounter
@@ -35,14 +37,11 @@ class LoopResult:
     metrics: list = field(default_factory=list)
 
 
-def run(cfg, teacher, batches, dev, run_dir) -> LoopResult:
+def run(cfg, teacher, batches, dev) -> LoopResult:
+    """The loops that are not network training in the trainer: reflow (precomputed pairs) and bespoke."""
     if cfg.method == "bespoke":
         return _bespoke(cfg, teacher, batches, dev)
-    if cfg.method == "progressive":
-        return _progressive(cfg, teacher, batches, dev, run_dir)
-    if cfg.method == "reflow":
-        return _reflow(cfg, teacher, batches, dev)
-    return _consistency(cfg, teacher, batches, dev)
+    return _reflow(cfg, teacher, batches, dev)
 
 
 def _distilled(cfg, teacher, steps: int | None = None) -> list:
@@ -50,7 +49,7 @@ def _distilled(cfg, teacher, steps: int | None = None) -> list:
             for st in teacher.stages]
 
 
-def _train(cfg, teacher, batches, dev, loss_fn, desc: str, after_step=None, student=None) -> tuple:
+def _train(cfg, teacher, batches, dev, loss_fn, desc: str, student=None) -> tuple:
     """Generic loop: ``loss_fn(student, stage, x, cond, gen)`` summed over stages (layer weighted)."""
     tc = cfg.train
     student = copy.deepcopy(teacher.model) if student is None else student
@@ -78,8 +77,6 @@ def _train(cfg, teacher, batches, dev, loss_fn, desc: str, after_step=None, stud
             torch.nn.utils.clip_grad_norm_(student.parameters(), tc.grad_clip)
         opt.step()
         ema.update(student, step)
-        if after_step is not None:
-            after_step(student)
         if (step + 1) % tc.log_every == 0 or step + 1 == tc.steps:
             last = float(loss.detach())
             now = time.perf_counter()
@@ -98,52 +95,6 @@ def _voxel_grid(teacher) -> tuple:
     from caloforge.training.build import voxel_grid
 
     return voxel_grid(teacher.ckpt["model_config"])
-
-
-# ---- consistency ----------------------------------------------------------------------------------------------------
-def _consistency(cfg, teacher, batches, dev) -> LoopResult:
-    cs = cfg.consistency
-    target = copy.deepcopy(teacher.model)
-
-    def loss_fn(student, st, x, cond, gen):
-        return consistency.distillation_loss(st.path, st.net(student), st.net(target), st.net(teacher.model), x, cond,
-                                             st.path.grid(cs.grid), gen, cs.loss, cs.huber_c)
-
-    @torch.no_grad()
-    def update_target(student):
-        for pt, ps in zip(target.parameters(), student.parameters()):
-            pt.lerp_(ps, 1.0 - cs.target_decay)
-
-    student, ema, last, metrics = _train(cfg, teacher, batches, dev, loss_fn, "consistency", update_target)
-    return LoopResult(_distilled(cfg, teacher), student.state_dict(), ema.state_dict(), cfg.train.steps, batches.n,
-                      last, metrics)
-
-
-# ---- progressive ----------------------------------------------------------------------------------------------------
-def _progressive(cfg, teacher, batches, dev, run_dir) -> LoopResult:
-    from caloforge.training.distill import write_run
-
-    pg = cfg.progressive
-    current, all_metrics, result = teacher.model, [], None
-    t0 = time.process_time()
-    for r, n in enumerate(progressive.rounds(pg.start_steps, cfg.steps)):
-        frozen = copy.deepcopy(current).eval().requires_grad_(False)
-        solver = pg.teacher_solver if r == 0 else "euler"
-
-        def loss_fn(student, st, x, cond, gen, frozen=frozen, n=n, solver=solver):
-            return progressive.distillation_loss(st.path, st.net(student), st.net(frozen), x, cond, n, gen, solver)
-
-        student, ema, last, metrics = _train(cfg, teacher, batches, dev, loss_fn, f"progressive {2 * n}->{n}",
-                                             student=copy.deepcopy(current))
-        all_metrics += [{**m, "round_steps": n} for m in metrics]
-        current = copy.deepcopy(student)
-        ema.copy_to(current)  # the next round's teacher: this round's EMA student
-        result = LoopResult(_distilled(cfg, teacher, n), student.state_dict(), ema.state_dict(),
-                            cfg.train.steps * (r + 1), batches.n, last, list(all_metrics))
-        if n != cfg.steps:
-            write_run(run_dir / "rounds" / f"steps-{n}", teacher, cfg.model_copy(update={"steps": n}), result,
-                      time.process_time() - t0)
-    return result
 
 
 # ---- reflow ---------------------------------------------------------------------------------------------------------

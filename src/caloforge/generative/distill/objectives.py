@@ -11,11 +11,11 @@ from typing import Any, ClassVar
 import torch
 
 from caloforge.errors import ConfigError
-from caloforge.generative.distill import consistency
+from caloforge.generative.distill import consistency, progressive
 from caloforge.generative.distill.bespoke import BespokeSolver
 from caloforge.generative.distill.paths import path_of
 from caloforge.generative.distill.steps import euler_sample
-from caloforge.generative.objectives.base import Net, Objective, check_choice, check_int
+from caloforge.generative.objectives.base import Net, Objective, check_choice, check_int, check_number
 
 METHODS = ("consistency", "progressive", "reflow")
 
@@ -55,19 +55,70 @@ class _FromTeacher(Objective):
 @dataclass
 class Distilled(_FromTeacher):
     """A distilled student: ``consistency`` samples by multistep consistency, ``progressive`` / ``reflow`` by Euler
-    (first-order) steps on the teacher's grid; NFE = steps."""
+    (first-order) steps on the teacher's grid; NFE = steps.
+
+    Consistency and progressive students train in the ordinary trainer through its loss context (``train.teacher``:
+    the frozen teacher, ``ctx.ema``: the EMA network = the consistency target); the loss covers both stages of a
+    two-stage net (``layer_base``: the layer model's teacher objective). Reflow trains on precomputed teacher pairs
+    (``caloforge.training.distill_loops``), so its loss is not available here.
+    """
 
     base: dict = field(default_factory=lambda: {"kind": "flow"})
     method: str = "consistency"
     default_steps: int = 1
+    grid: int = 18  # consistency: intervals of the teacher grid
+    distance: str = "pseudo_huber"  # consistency: pseudo_huber or l2
+    huber_c: float = 0.03
+    teacher_solver: str = "euler"  # progressive: the teacher's two steps (heun for a round from an ODE teacher)
+    layer_base: dict | None = None  # two-stage: the layer model's teacher objective
+    layer_weight: float = 1.0
 
     kind: ClassVar[str] = "distilled"
     solvers: ClassVar[tuple[str, ...]] = ("few_step",)
+    uses_context: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        check_choice(self.kind, "method", self.method, METHODS)
-        self.default_steps = check_int(self.kind, "default_steps", self.default_steps)
+        k = self.kind
+        check_choice(k, "method", self.method, METHODS)
+        check_choice(k, "distance", self.distance, ("pseudo_huber", "l2"))
+        check_choice(k, "teacher_solver", self.teacher_solver, ("euler", "heun"))
+        self.default_steps = check_int(k, "default_steps", self.default_steps)
+        self.grid = check_int(k, "grid", self.grid)
+        self.huber_c = check_number(k, "huber_c", self.huber_c, low=0.0)
+        self.layer_weight = check_number(k, "layer_weight", self.layer_weight, low=0.0, strict=False)
         self._init_base()
+        self.layer_path = None
+        if self.layer_base is not None:
+            from caloforge.generative.objectives import build_objective
+
+            self.layer_path = path_of(build_objective(dict(self.layer_base)))
+
+    def loss(self, net, x, cond, generator=None, ctx=None):
+        if ctx is None or getattr(ctx, "teacher", None) is None:
+            raise ConfigError(f"objective 'distilled' ({self.method}): training needs a teacher (train.teacher); "
+                              f"use `caloforge distill`")
+        if self.method == "reflow":
+            raise ConfigError("objective 'distilled' (reflow): trained on teacher pairs by `caloforge distill`")
+        model, target, teacher = getattr(net, "module", net), ctx.ema, ctx.teacher
+        stages = [(self.path, getattr(model, "voxel", model), getattr(target, "voxel", target), teacher.voxel, x,
+                   cond, 1.0)]
+        if hasattr(model, "layer"):
+            if self.layer_path is None:
+                raise ConfigError("objective 'distilled': field 'layer_base': expected the layer model's teacher "
+                                  "objective for a two-stage net, found None")
+            n = model.layer.cfg.cond_dim
+            stages.append((self.layer_path, model.layer, target.layer, teacher.layer, cond[:, n:], cond[:, :n],
+                           self.layer_weight))
+        total = 0.0
+        for path, student, tgt, tch, data, c, w in stages:
+            if self.method == "consistency":
+                part = consistency.distillation_loss(path, student, tgt, tch, data, c, path.grid(self.grid), generator,
+                                                     self.distance, self.huber_c)
+            else:
+                part = progressive.distillation_loss(path, student, tch, data, c, self.default_steps, generator,
+                                                     self.teacher_solver)
+            total = total + w * part
+        return total
 
     def nfe(self, solver: str | None = None, steps: int | None = None) -> int:
         return self.resolve_steps(self.resolve_solver(solver), steps)
