@@ -147,6 +147,7 @@ def main(argv=None) -> int:
                "load": f"{os.getloadavg()[0]:.1f}", "commit": fidelity.git_commit(),
                "command": f"`{command} --rows {name}{'' if steps is None else f':{steps}'}`"}
         out = args.work / f"eval-{name}-{steps}-{stamp}"
+        out.mkdir(parents=True)
         t0 = time.monotonic()
         if name == "floor":
             gen_path, ref_path, _ = fidelity.baseline_files("geant4-train", paths, args.work)

@@ -40,6 +40,7 @@ def _quiet(monkeypatch):
     torch.set_num_threads(old)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method,steps,nfe", [("consistency", 2, 2), ("progressive", 1, 1), ("reflow", 1, 1),
                                               ("bespoke", 2, 4)])
 def test_distilled_run_samples_and_benches_like_any_other(teacher, method, steps, nfe, tmp_path):
@@ -66,6 +67,7 @@ def test_distilled_run_samples_and_benches_like_any_other(teacher, method, steps
     assert res["nfe"] == nfe and all(r["ms_per_shower"] > 0 for r in res["rows"])
 
 
+@pytest.mark.slow
 def test_progressive_keeps_each_round_as_a_run(teacher, tmp_path):
     run, data, _ = teacher
     out = tmp_path / "pd"
