@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import fidelity  # noqa: E402  (the split, sampling and evaluation of the fidelity benchmark)
+import fidelity
 
 RESULTS = fidelity.REPO / "benchmarks" / "results" / "fewstep.md"
 COLUMNS = ("date (UTC)", "row", "steps", "NFE (voxel/layer)", "distill CPU min", "ms/shower bs100", "ms/shower bs1",
@@ -32,10 +32,10 @@ COLUMNS = ("date (UTC)", "row", "steps", "NFE (voxel/layer)", "distill CPU min",
            "command")
 #: settings of the distillations in the table (CPU-sized; see docs/distill.md), overridable with --set
 DEFAULTS = {
-    "consistency": ["train.steps=600", "train.lr=1e-4", "train.batch_size=32"],
-    "progressive": ["train.steps=150", "train.lr=1e-4", "train.batch_size=32", "progressive.start_steps=16"],
-    "reflow": ["train.steps=600", "train.lr=1e-4", "train.batch_size=32", "reflow.pairs=1024"],
-    "bespoke": ["bespoke.iterations=150", "bespoke.trajectories=32", "bespoke.knots=16", "bespoke.batch=8"],
+    "consistency": ["train.steps=300", "train.lr=2e-4", "train.batch_size=32"],
+    "progressive": ["train.steps=100", "train.lr=2e-4", "train.batch_size=32", "progressive.start_steps=8"],
+    "reflow": ["train.steps=300", "train.lr=2e-4", "train.batch_size=32", "reflow.pairs=512"],
+    "bespoke": ["bespoke.iterations=100", "bespoke.trajectories=32", "bespoke.knots=16", "bespoke.batch=8"],
 }
 
 
@@ -76,20 +76,54 @@ def ensure_run(method: str, steps: int, teacher: Path, train: Path, work: Path, 
     return made
 
 
-def timing(run: Path, steps: int | None) -> dict:
-    from caloforge.evaluation.timing import bench_generator
+def load_at(run: Path, steps: int | None):
+    """The run's Generator with BOTH stages at ``steps`` (a consistency/reflow model serves every step count; the
+    Generator's ``steps`` argument moves only the voxel stage, the layer stage follows ``layer_model.steps``)."""
     from caloforge.training.generator import Generator
 
     gen = Generator.load(run, device="cpu")
+    if steps is not None and gen.two_stage:
+        lm = gen.config.layer_model.model_copy(update={"steps": steps})
+        gen.config = gen.config.model_copy(update={"layer_model": lm})
+    return gen
+
+
+def sample_test(run: Path, steps: int | None, test_path: Path, out_path: Path) -> dict:
+    from caloforge.data.reader import ShowerFile
+    from caloforge.data.writer import write_showers
+
+    gen = load_at(run, steps)
+    with ShowerFile(test_path) as f:
+        energies = f.energies()
+    showers, _ = gen.generate(energies, steps=steps, seed=0, batch_size=500)
+    write_showers(out_path, energies, showers, geometry=gen.geometry)
+    return {"params": sum(p.numel() for p in gen.net.parameters())}
+
+
+def timing(run: Path, steps: int | None) -> dict:
+    from caloforge.evaluation.timing import bench_generator
+
+    gen = load_at(run, steps)
     res = bench_generator(gen, batch_sizes=(1, 100), threads=(1,), steps=steps, repeats=2, warmup=1)
     ms = {r["batch_size"]: r.get("ms_per_shower") for r in res["rows"]}
     return {"ms/shower bs100": ms.get(100), "ms/shower bs1": ms.get(1),
             "NFE (voxel/layer)": f"{gen.nfe(None, steps)}/{gen.layer_nfe()}"}
 
 
+def evaluate_against(gen_path: Path, ref_path: Path, out_dir: Path, train_path: Path | None, repeats: int) -> dict:
+    """fidelity.evaluate_against without the plots (they cost minutes on a loaded machine and no number)."""
+    from caloforge.data.reader import ShowerFile
+    from caloforge.evaluation.report import evaluate
+
+    with ShowerFile(gen_path) as g, ShowerFile(ref_path) as r:
+        fpd_opts, kpd_opts = fidelity.pd_options(r.n, g.n)
+    return evaluate([gen_path], ref_path, out_dir=out_dir, classifiers=("high", "low"), repeats=repeats, seed=0,
+                    train_path=train_path, fpd_options=fpd_opts, kpd_options=kpd_opts, device="cpu", plots=False)
+
+
 def measure(run: Path, steps: int | None, paths: dict, out: Path, repeats: int) -> dict:
-    smp = fidelity.sample_test_energies(run, paths["test"], out / "generated.h5", steps=steps)
-    metrics = fidelity.evaluate_against(out / "generated.h5", paths["test"], out / "eval", paths["train"], repeats)
+    smp = sample_test(run, steps, paths["test"], out / "generated.h5")
+    metrics = evaluate_against(out / "generated.h5", paths["test"], out / "eval", paths["train"], repeats)
     return {**fidelity.headline(metrics), **timing(run, steps), "params": smp["params"]}
 
 
@@ -151,7 +185,7 @@ def main(argv=None) -> int:
         t0 = time.monotonic()
         if name == "floor":
             gen_path, ref_path, _ = fidelity.baseline_files("geant4-train", paths, args.work)
-            metrics = fidelity.evaluate_against(gen_path, ref_path, out / "eval", None, args.repeats)
+            metrics = evaluate_against(gen_path, ref_path, out / "eval", None, args.repeats)
             row.update({"row": "Geant4 floor (train-part showers vs test, matched size)", **fidelity.headline(metrics)})
         elif name == "teacher":
             row.update({"row": f"teacher {args.teacher.name} (default solver/steps)",

@@ -120,7 +120,7 @@ def test_progressive_field_target_lands_on_the_two_step_point():
         a, b = step_coefficients(path, t, u)
         assert torch.allclose(a.reshape(-1, 1) * z + b.reshape(-1, 1) * want, z2, atol=1e-5 * float(z2.abs().max()))
         if obj.kind == "flow":  # a v-network that outputs the target field makes one step land there
-            one = linear_step(path, lambda zz, tt, c: want, z, t, u, None)
+            one = linear_step(path, lambda zz, tt, c, w=want: w, z, t, u, None)
             assert torch.allclose(one, z2, atol=1e-5 * float(z2.abs().max()))
 
 

@@ -94,7 +94,7 @@ def test_bad_settings_are_refused_before_any_work(teacher, tmp_path, capsys, arg
 
 
 def test_teacher_and_output_checks(teacher, tmp_path, capsys):
-    run, data, root = teacher
+    run, data, _ = teacher
     out = tmp_path / "cd"
     base = ["distill", "--teacher", str(run), "--data", str(data), "--method", "consistency", *QUICK]
     assert main([*base, "--out", str(out)]) == 0

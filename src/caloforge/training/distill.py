@@ -27,7 +27,6 @@ from caloforge.training.checkpoint import capture_rng_state, load_checkpoint, sa
 from caloforge.training.config import dump_recipe, recipe_from_dict
 from caloforge.training.distill_config import DistillConfig, distill_config
 
-
 TRAINER_METHODS = ("consistency", "progressive")
 
 
@@ -183,10 +182,10 @@ def _train_student(cfg, teacher, source: Path, data_path, out: Path, device, ste
 
 def _batches(teacher: Teacher, data_path, cfg: DistillConfig):
     from caloforge.data.geometry import Geometry
+    from caloforge.training.data import TrainBatches
     from caloforge.transforms.chain import Chain
     from caloforge.transforms.conditions import ConditionEncoder
     from caloforge.transforms.layer_coder import LayerEnergyCoder
-    from caloforge.training.data import TrainBatches
 
     ck = teacher.ckpt
     geometry = Geometry.from_dict(ck["geometry"])

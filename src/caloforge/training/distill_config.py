@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError
 
 from caloforge.errors import ConfigError
 from caloforge.training.config import EMAConfig, _format_error, _Strict, apply_overrides
@@ -64,15 +64,6 @@ class DistillConfig(_Strict):
     bespoke: BespokeSettings = BespokeSettings()
     reflow: ReflowSettings = ReflowSettings()
 
-    @model_validator(mode="after")
-    def _progressive_halves(self):
-        if self.method == "progressive":
-            n, k = self.progressive.start_steps, self.steps
-            if n <= k or n % k or (n // k) & (n // k - 1):
-                raise ValueError(f"progressive.start_steps {n}: expected the student steps {k} times a power of "
-                                 f"two (>= 2)")
-        return self
-
 
 def distill_config(method: str, steps: int | None = None, overrides: list[str] | tuple[str, ...] = ()) -> DistillConfig:
     """Validated settings; every error is one ConfigError line naming the key."""
@@ -84,6 +75,11 @@ def distill_config(method: str, steps: int | None = None, overrides: list[str] |
     raw = apply_overrides({"method": method, "steps": DEFAULT_STEPS[method] if steps is None else steps},
                           list(overrides))
     try:
-        return DistillConfig.model_validate(raw)
+        cfg = DistillConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_format_error("distill", exc)) from None
+    n, k = cfg.progressive.start_steps, cfg.steps
+    if cfg.method == "progressive" and (n <= k or n % k or (n // k) & (n // k - 1)):
+        raise ConfigError(f"distill: progressive.start_steps: expected the student steps ({k}) times a power of two "
+                          f"(2, 4, 8, ...), found {n}")
+    return cfg
