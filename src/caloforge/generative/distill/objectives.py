@@ -51,6 +51,13 @@ class _FromTeacher(Objective):
     def step(self, net: Net, z, t, s, cond):
         return self.teacher_objective.step(net, z, t, s, cond)
 
+    # the sampling hooks of the solver registry (``generative.samplers.registry``) are the teacher's path
+    def time_grid(self, steps: int, **opts):
+        return self.teacher_objective.time_grid(steps, **opts)
+
+    def alpha_sigma(self, t):
+        return self.teacher_objective.alpha_sigma(t)
+
 
 @dataclass
 class Distilled(_FromTeacher):
