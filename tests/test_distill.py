@@ -215,3 +215,25 @@ def test_distilled_sample_uses_its_steps_and_counts_nfe():
     edm = build_objective({"kind": "distilled", "base": EDM().config(), "method": "consistency", "default_steps": 3})
     edm.sample(edm_oracle(EDM(), MU, S), torch.randn(8, 4), None, generator=torch.Generator().manual_seed(0))
     assert edm.last_nfe == 3
+
+
+def test_bespoke_registry_adapter_equals_solve():
+    from caloforge.generative.distill.bespoke import registry_solver
+
+    obj, net = FlowMatching(prediction="v"), TinyNet(3)
+    bes = BespokeSolver(2, "midpoint")
+    with torch.no_grad():
+        bes.t_logits.add_(torch.tensor([0.3, -0.2, 0.1, 0.0], dtype=torch.float64))
+
+    class Bound:  # the registry's bound model: velocity(x, t) with a 0-d / float t
+        def velocity(self, x, t):
+            return obj.velocity(net, x, times(float(t), x), None)
+
+    fn, nfe = registry_solver(bes)
+    x0 = torch.randn(4, 3)
+    with torch.no_grad():
+        want = bes.solve(time_field(obj, net, None), x0)
+    assert torch.allclose(fn(Bound(), x0, torch.linspace(0, 1, 3)), want, atol=1e-6)
+    assert nfe(2) == 4
+    with pytest.raises(ConfigError, match="learned for 2 steps"):
+        fn(Bound(), x0, torch.linspace(0, 1, 4))

@@ -143,3 +143,19 @@ def lte_loss(solver: BespokeSolver, f: TimeField, ref: Reference) -> torch.Tenso
         err = solver.step(f, x_i, i) - ref.at(ts[i + 1])
         total = total + err.float().pow(2).flatten(1).mean(dim=1).sqrt().mean()
     return total
+
+
+def registry_solver(solver: BespokeSolver):
+    """(fn, nfe) in the solver-registry shape ``fn(model, x, ts, noise=None)`` over a bound model's
+    ``velocity(x, t)`` (see the ``export`` branch's ``generative.samplers.registry``): the learned grid replaces
+    ``ts``, which only fixes the step count. Thin adapter until the registry is on main; register it per run with
+    ``register_solver(name, fn, nfe)``."""
+
+    def fn(model, x: torch.Tensor, ts: torch.Tensor, noise=None) -> torch.Tensor:
+        if len(ts) - 1 != solver.steps:
+            raise ConfigError(f"bespoke: this solver was learned for {solver.steps} steps, found a grid of "
+                              f"{len(ts) - 1}")
+        with torch.no_grad():
+            return solver.solve(lambda z, t: model.velocity(z, t), x)
+
+    return fn, lambda n: solver.nfe() if n == solver.steps else None
