@@ -79,7 +79,7 @@ def ensure_run(method: str, steps: int, teacher: Path, train: Path, work: Path, 
 def load_at(run: Path, steps: int | None):
     """The run's Generator with BOTH stages at ``steps`` (a consistency/reflow model serves every step count; the
     Generator's ``steps`` argument moves only the voxel stage, the layer stage follows ``layer_model.steps``)."""
-    from caloforge.training.generator import Generator
+    from caloforge.sampling.generator import Generator
 
     gen = Generator.load(run, device="cpu")
     if steps is not None and gen.two_stage:

@@ -23,6 +23,8 @@ _COMMAND_MODULES = (
     "caloforge.cli.evaluate_cmd",
     "caloforge.cli.bench_cmd",
     "caloforge.cli.distill_cmd",
+    "caloforge.cli.export_cmd",
+    "caloforge.cli.adapt_cmd",
 )
 
 

@@ -24,7 +24,7 @@ from caloforge.generative.distill.paths import path_of
 from caloforge.outputs import atomic_write_text, check_output, replaced_dir
 from caloforge.training.build import build_network, build_objective, resolve_device
 from caloforge.training.checkpoint import capture_rng_state, load_checkpoint, save_checkpoint, to_numpy
-from caloforge.training.config import dump_recipe, recipe_from_dict
+from caloforge.training.config import dump_recipe, recipe_from_dict, stored_recipe
 from caloforge.training.distill_config import DistillConfig, distill_config
 
 TRAINER_METHODS = ("consistency", "progressive")
@@ -75,7 +75,7 @@ class DistillResult:
 
 def load_teacher(teacher_run, device) -> Teacher:
     ckpt = load_checkpoint(teacher_run)
-    recipe = recipe_from_dict(ckpt["config"], f"{ckpt['path']}: config")
+    recipe = stored_recipe(ckpt["config"], f"{ckpt['path']}: config")
     model = build_network(ckpt["model_config"])
     model.load_state_dict(ckpt["ema"])
     model.to(device).eval().requires_grad_(False)
