@@ -81,8 +81,13 @@ class Distilled(_FromTeacher):
     layer_weight: float = 1.0
 
     kind: ClassVar[str] = "distilled"
-    solvers: ClassVar[tuple[str, ...]] = ("few_step",)
+    solvers: ClassVar[tuple[str, ...]] = ("few_step", "consistency")
     uses_context: ClassVar[bool] = True
+
+    @property
+    def default_solver(self) -> str:  # type: ignore[override]
+        """Multistep consistency re-noises between steps (a stochastic solver); the others are first-order moves."""
+        return "consistency" if self.method == "consistency" else "few_step"
 
     def __post_init__(self) -> None:
         k = self.kind
@@ -177,5 +182,48 @@ def time_field(objective: Objective, net: Net, cond):
 
     return f
 
+
+# ---- registry solvers: how Generator, sample, bench and export run distilled objectives --------------------------
+def _few_step(model, x: torch.Tensor, ts: torch.Tensor, noise=None) -> torch.Tensor:
+    """Progressive / reflow students: K first-order moves on the teacher's grid; a 1-step consistency student."""
+    obj, steps = model.objective, len(ts) - 1
+    if obj.method == "consistency":
+        if steps != 1:
+            raise ConfigError("sampler: field 'solver': a multistep consistency student samples with solver "
+                              "'consistency' (it re-noises between steps)")
+        return _consistency(model, x, ts)
+    return euler_sample(obj.path, model.net, x, model.cond, steps)
+
+
+def _consistency(model, x: torch.Tensor, ts: torch.Tensor, noise=None) -> torch.Tensor:
+    """Multistep consistency sampling with its re-noising draws taken from ``noise(i)`` (an input, so seeded)."""
+    obj, steps = model.objective, len(ts) - 1
+    path, net, cond = obj.path, model.net, model.cond
+    at = consistency.sample_times(path, steps)
+    z = consistency.consistency_function(path, net, path.prior(x), consistency.times(at[0], x), cond)
+    for i, t in enumerate(at[1:]):
+        tt = consistency.times(t, z)
+        z = consistency.consistency_function(path, net, path.noisy(z, noise(i), tt), tt, cond)
+    return z
+
+
+def _bespoke(model, x: torch.Tensor, ts: torch.Tensor, noise=None) -> torch.Tensor:
+    obj = model.objective
+    if len(ts) - 1 != obj.bespoke.steps:
+        raise ConfigError(f"bespoke: this solver was learned for {obj.bespoke.steps} steps, found {len(ts) - 1}")
+    return obj.bespoke.solve(time_field(obj.teacher_objective, model.net, model.cond), x)
+
+
+def _register_solvers() -> None:
+    from caloforge.generative.samplers.registry import SOLVERS, register_solver
+
+    if "few_step" not in SOLVERS:
+        register_solver("few_step", _few_step, lambda n: n, description="distilled students (progressive, reflow)")
+        register_solver("consistency", _consistency, lambda n: n, stochastic=True,
+                        description="multistep consistency sampling (distilled consistency students)")
+        register_solver("bespoke", _bespoke, lambda n: None, description="a learned bespoke solver (per run)")
+
+
+_register_solvers()
 
 DISTILLED: dict[str, type[Objective]] = {"distilled": Distilled, "bespoke": Bespoke}
