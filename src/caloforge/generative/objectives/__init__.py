@@ -15,14 +15,22 @@ from caloforge.generative.objectives.vp import VPDiffusion
 OBJECTIVES: dict[str, type[Objective]] = {"flow": FlowMatching, "edm": EDM, "ddpm": DDPM, "vp": VPDiffusion}
 
 
+def _registry() -> dict[str, type[Objective]]:
+    """Trainable objectives plus the distilled ones (imported late: they build their teacher's objective here)."""
+    from caloforge.generative.distill.objectives import DISTILLED
+
+    return {**OBJECTIVES, **DISTILLED}
+
+
 def build_objective(cfg: dict[str, Any]) -> Objective:
     """Build an objective from ``{"kind": ..., <fields>}``; unknown kinds or fields raise a one-line ConfigError."""
     if not isinstance(cfg, dict):
         raise ConfigError(f"objective: expected a mapping with a 'kind' field, found {type(cfg).__name__}")
     kind = cfg.get("kind")
-    if kind not in OBJECTIVES:
-        raise ConfigError(f"objective: field 'kind': expected one of {', '.join(OBJECTIVES)}, found {kind!r}")
-    cls = OBJECTIVES[kind]
+    registry = _registry()
+    if kind not in registry:
+        raise ConfigError(f"objective: field 'kind': expected one of {', '.join(registry)}, found {kind!r}")
+    cls = registry[kind]
     allowed = [f.name for f in dataclasses.fields(cls) if f.init]
     for key in cfg:
         if key != "kind" and key not in allowed:
