@@ -13,7 +13,7 @@ import statistics
 import time
 from pathlib import Path
 
-from caloforge.training.callbacks import Callback, StopAtStep
+from caloforge.training.callbacks import Callback
 
 PROBE_STEPS = 25
 SAFETY = 0.9  # share of what is left of the budget the planned steps may fill
@@ -60,21 +60,35 @@ def plan_steps(seconds_per_step: float, left_s: float, safety: float = SAFETY, m
     return max(int(safety * max(left_s, 0.0) / seconds_per_step), minimum)
 
 
-def probe_speed(recipe, data_path, probe_dir: Path, device: str = "auto", steps: int = PROBE_STEPS) -> dict:
-    """Train ``steps`` steps of ``recipe`` in a throw-away folder; seconds per step and the fixed set-up seconds."""
+def probe_speed(recipe, data_path, probe_dir: Path, device: str = "auto", steps: int = PROBE_STEPS,
+                max_seconds: float | None = None) -> dict:
+    """Train up to ``steps`` steps of ``recipe`` in a throw-away folder, for at most ``max_seconds`` after the
+    set-up; returns the seconds per step, the fixed set-up seconds and the probe's wall time."""
     from caloforge.training.trainer import train
 
     probe_dir = Path(probe_dir)
     shutil.rmtree(probe_dir, ignore_errors=True)
     clock = StepClock()
     quiet = {"train": recipe.train.model_copy(update={"ckpt_every": 10**9, "val_every": 10**9,
-                                                       "steps": max(recipe.train.steps, steps + 1)})}
+                                                       "warmup_steps": min(recipe.train.warmup_steps, steps)})}
+    callbacks = [clock, _ProbeDeadline(clock, max_seconds)] if max_seconds else [clock]
     t0 = time.monotonic()
     try:
-        train(recipe.model_copy(update=quiet), data_path, probe_dir, device=device, callbacks=[clock, StopAtStep(steps)])
+        train(recipe.model_copy(update=quiet), data_path, probe_dir, steps=steps, device=device,
+              callbacks=callbacks)
     finally:
         shutil.rmtree(probe_dir, ignore_errors=True)
     total = time.monotonic() - t0
-    sps = clock.seconds_per_step() if clock.t_steps else total / steps
+    sps = clock.seconds_per_step() if clock.t_steps else total
     setup = max((clock.t_start or t0) - t0, 0.0)
-    return {"seconds_per_step": sps, "setup_s": setup, "probe_s": total, "steps": steps}
+    return {"seconds_per_step": sps, "setup_s": setup, "probe_s": total, "steps": len(clock.t_steps)}
+
+
+class _ProbeDeadline(Callback):
+    """Stops the probe ``seconds`` after its loop started (a slow machine needs no 25 steps to be measured)."""
+
+    def __init__(self, clock: StepClock, seconds: float):
+        self.clock, self.seconds = clock, float(seconds)
+
+    def on_step_end(self, state) -> bool:
+        return len(self.clock.t_steps) >= 3 and time.monotonic() - self.clock.t_start >= self.seconds

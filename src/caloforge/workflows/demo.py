@@ -112,7 +112,8 @@ def _train(settings: DemoSettings, recipe, parts: dict, run_dir: Path, state: _S
     elif not plan.get("steps") and budget_s is not None:
         log(f"[train] measuring the speed of {recipe.name} on this machine ({settings.device})")
         t0 = time.perf_counter()
-        speed = probe_speed(recipe, parts["train"], run_dir.parent / "probe", settings.device)
+        speed = probe_speed(recipe, parts["train"], run_dir.parent / "probe", settings.device,
+                            max_seconds=max(20.0, 0.1 * budget_s))
         spent += time.perf_counter() - t0
         steps = plan_steps(speed["seconds_per_step"], budget_s - spent - speed["setup_s"])
         plan = {"steps": steps, "how": f"fits {settings.minutes:g} min", **{k: round(v, 4) for k, v in speed.items()}}
