@@ -98,3 +98,17 @@ def test_verdicts_read_each_number_against_its_floor():
     assert distance_verdict(0.47, 0.01, 0.45, 0.01).startswith("at the floor")
     assert distance_verdict(0.02e-3, 0.1e-3, 0.0, 0.1e-3).startswith("at the floor")  # KPD: floor ~ 0
     assert "errors above" in distance_verdict(5e-3, 0.1e-3, 0.0, 0.1e-3)
+
+
+def test_the_report_section_shows_each_number_beside_its_floor_without_scripts():
+    from caloforge.evaluation.context import context_html
+
+    entry = {"label": "gen", "n": 1200, "classifiers": {"high": {"auc": 0.712, "auc_std": 0.0}},
+             "fpd": {"value": 0.583, "error": 0.01}, "kpd": {"value": 0.67e-3, "error": 0.12e-3}}
+    floor = {"kind": "independent sample of the same size", "n": [1200, 1200],
+             "classifiers": {"high": {"auc": 0.498}}, "fpd": {"value": 0.448, "error": 0.011},
+             "kpd": {"value": 0.06e-3, "error": 0.13e-3}}
+    page = context_html({"generated": [entry], "floor": floor, "published": published_for(Geometry.official("2"))})
+    assert "<script" not in page and "http" not in page
+    assert "<td>0.712</td><td>0.498</td>" in page and "583 ± 10 x1e-3</td><td>448 ± 11 x1e-3" in page
+    assert "1.3x the floor" in page and "CaloDREAM" in page and "100k" in page

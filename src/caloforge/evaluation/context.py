@@ -193,3 +193,38 @@ def headline_rows(entry: dict, floor: dict | None, published: list[dict] | None 
                      "published": pub_text(f"{name}_x1e3", True),
                      "verdict": distance_verdict(m.get("value"), m.get("error"), f.get("value"), f.get("error"))})
     return rows
+
+
+def context_html(metrics: dict) -> str:
+    """The report's headline section: per generated file each number beside its floor and the published values,
+    with a verdict; then the published table. Plain HTML (no scripts), escaped."""
+    import html
+
+    e = html.escape
+    floor, pub = metrics.get("floor"), metrics.get("published") or []
+    parts = ["<h2>Headline: each number beside what a good number is</h2>"]
+    if floor:
+        n = "/".join(str(k) for k in floor.get("n", []))
+        parts.append(f"<p><b>Floor</b>: the same metric of real showers against real showers at this size "
+                     f"({e(floor.get('kind', ''))}, {e(n)} showers). A generator cannot be expected to beat it; "
+                     "at a few thousand showers FPD is dominated by a finite-sample term, so read FPD as a ratio "
+                     "to its floor.</p>")
+    else:
+        parts.append("<p>No floor was computed (pass a second reference sample to compute one).</p>")
+    for g in metrics.get("generated", []):
+        rows = headline_rows(g, floor, pub)
+        head = "".join(f"<th>{k}</th>" for k in ("metric", "value", "floor", "published (100k showers)", "verdict"))
+        body = "".join("<tr>" + "".join(f"<td>{e(str(r[k]))}</td>" for k in ("metric", "value", "floor",
+                                                                                "published", "verdict")) + "</tr>"
+                       for r in rows)
+        parts.append(f"<h3>{e(str(g.get('label')))} ({g.get('n')} showers)</h3>"
+                     f"<table class='headline'><tr>{head}</tr>{body}</table>")
+    if pub:
+        parts.append(f"<details><summary>Published values ({e(PUBLISHED_SOURCE)})</summary><table><tr><th>model</th>"
+                     "<th>AUC high</th><th>AUC low</th><th>FPD x1e-3</th><th>KPD x1e-3</th></tr>"
+                     + "".join(f"<tr><td>{e(p['name'])}</td><td>{p['auc_high']:.3f}</td><td>{p['auc_low']:.3f}</td>"
+                               f"<td>{p['fpd_x1e3']:.3g} ± {p['fpd_err_x1e3']:.2g}</td>"
+                               f"<td>{p['kpd_x1e3']:.3g} ± {p['kpd_err_x1e3']:.2g}</td></tr>" for p in pub)
+                     + "</table><p>Measured on 100k showers per file: AUC and KPD compare roughly with the numbers "
+                     "above, FPD does not (its finite-sample term is ~100x smaller there).</p></details>")
+    return "\n".join(parts)
