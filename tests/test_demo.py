@@ -27,7 +27,7 @@ def test_demo_writes_a_report_with_its_floor_and_a_second_run_skips_finished_sta
     assert floor["n"] == [60, 60] and set(floor["classifiers"]) == {"high", "low"}
     html = (out / "evaluation" / "report.html").read_text()
     assert "<table" in html and ".png" in html
-    assert "tiny-fm-2s, 4 of 4 steps" in screen and str(out / "evaluation" / "report.html") in screen
+    assert "tiny-fm-2s, 4 of 4 steps in" in screen and str(out / "evaluation" / "report.html") in screen
     assert "classifier AUC (high-level)" in screen and "x1e-3" in screen
     first = json.loads((out / "stage_seconds.json").read_text())
     assert {"data", "train", "sample", "floor", "evaluate"} <= set(first)
@@ -87,3 +87,23 @@ def test_without_a_terminal_progress_is_a_plain_line_with_rate_and_eta(monkeypat
     assert mode() == "off"
     monkeypatch.delenv("CALOFORGE_PROGRESS")
     assert mode() == "lines"  # pytest's stderr is no terminal
+
+
+#: Calibration of the quality test below (GFlash 2000 showers, tiny-fm-2s 400 steps): see docs/demo.md "Measured".
+SMALL_QUALITY_AUC_HIGH = AUC_BOUND_PLACEHOLDER
+
+
+@pytest.mark.slow
+def test_a_small_demo_model_is_already_far_better_than_a_broken_one(tmp_path, monkeypatch):
+    """The demo's recipe on a smaller configuration (2000 showers, 400 steps, no budget) beats a loose high-level
+    AUC bound on its own test split, and its FPD is within a few times the floor; the full demo's target
+    (AUC <= 0.75 at ~3000 steps) is documented in docs/demo.md."""
+    from caloforge.workflows.demo import DemoSettings, run_demo
+
+    monkeypatch.setenv("CALOFORGE_PROGRESS", "0")
+    m = run_demo(DemoSettings(out_dir=tmp_path / "d", n_showers=2000, minutes=0, steps=400, device="cpu"),
+                 log=lambda *a: None)
+    g, floor = m["generated"][0], m["floor"]
+    assert g["n"] == 400 and floor["n"] == [400, 400]
+    assert floor["classifiers"]["high"]["auc"] < 0.62
+    assert g["classifiers"]["high"]["auc"] <= SMALL_QUALITY_AUC_HIGH

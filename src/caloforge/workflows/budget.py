@@ -8,6 +8,7 @@ turns out slower than measured.
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import statistics
 import time
@@ -36,7 +37,7 @@ class StepClock(Callback):
     def seconds_per_step(self) -> float:
         """Median step interval, leaving out the first steps (warm-up of allocators and caches)."""
         ticks = ([self.t_start] if self.t_start is not None else []) + self.t_steps
-        gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+        gaps = [b - a for a, b in itertools.pairwise(ticks)]
         gaps = gaps[len(gaps) // 5:] or gaps
         if not gaps:
             raise ValueError("StepClock: no steps were timed")
@@ -81,7 +82,7 @@ def probe_speed(recipe, data_path, probe_dir: Path, device: str = "auto", steps:
     total = time.monotonic() - t0
     sps = clock.seconds_per_step() if clock.t_steps else total
     setup = max((clock.t_start or t0) - t0, 0.0)
-    return {"seconds_per_step": sps, "setup_s": setup, "probe_s": total, "steps": len(clock.t_steps)}
+    return {"seconds_per_step": sps, "setup_s": setup, "probe_s": total, "probe_steps": len(clock.t_steps)}
 
 
 class _ProbeDeadline(Callback):

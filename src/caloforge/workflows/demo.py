@@ -220,7 +220,10 @@ def run_demo(settings: DemoSettings, log=print) -> dict:
 def _sample(settings: DemoSettings, test_path: Path, run_dir: Path, gen_path: Path, out: Path, state: _State):
     from caloforge.data.reader import ShowerFile
     from caloforge.data.writer import write_showers
-    from caloforge.training.generator import Generator
+    try:
+        from caloforge.sampling.generator import Generator
+    except ImportError:  # before the sampling package existed
+        from caloforge.training.generator import Generator
 
     with ShowerFile(test_path) as f:
         energies = f.energies()
@@ -243,21 +246,22 @@ def final_screen(metrics: dict) -> list[str]:
     times = d.get("stage_seconds", {})
     entry = (metrics.get("generated") or [{}])[0]
     ms = (d.get("sample_stats") or {}).get("ms_per_shower")
-    lines = ["", "=" * 78, "caloforge demo: done", "=" * 78, "Made:",
-             f"  data       {d.get('data')} (split {metrics.get('train')} / test {metrics['reference']['path']})",
-             f"  model      {d.get('recipe')}, {d.get('step')} of {d.get('planned_steps')} steps in "
-             f"{times.get('train', 0) / 60:.1f} min of training -> {d.get('run_dir')}",
-             f"  showers    {entry.get('n')} generated" + (f" ({ms:.1f} ms/shower)" if ms else "")
-             + f" -> {d.get('generated')}",
-             "", f"How good, on {metrics['reference']['n']} held-out test showers; floor = the same metric of real "
-             f"showers against",
-             f"  {floor.get('kind', 'another reference sample')} ({'/'.join(map(str, floor.get('n', [])))} showers):"]
+    sizes = "/".join(map(str, floor.get("n", [])))
+    train_min = times.get("train", 0) / 60
+    made = [f"  data       {d.get('data')} (training split {metrics.get('train')})",
+            (f"  model      {d.get('recipe')}, {d.get('step')} of {d.get('planned_steps')} steps in "
+             f"{train_min:.1f} min of training -> {d.get('run_dir')}"),
+            f"  showers    {entry.get('n')} generated" + (f" ({ms:.1f} ms/shower)" if ms else "")
+            + f" -> {d.get('generated')}"]
     rows = headline_rows(entry, floor)
     width = max((len(r["metric"]) for r in rows), default=10)
-    lines.append(f"  {'metric':<{width}}  {'value':<22} {'floor':<18} verdict")
-    for r in rows:
-        lines.append(f"  {r['metric']:<{width}}  {r['value']:<22} {r['floor']:<18} {r['verdict']}")
-    total = sum(v for k, v in times.items() if isinstance(v, (int, float)))
-    lines += ["", "Stage times (all runs, s): " + ", ".join(f"{k} {v:.0f}" for k, v in times.items())
-              + f"; total {total / 60:.1f} min", f"Report: {d.get('report')}", "=" * 78]
-    return lines
+    table = [f"  {'metric':<{width}}  {'value':<22} {'floor':<18} verdict"]
+    table += [f"  {r['metric']:<{width}}  {r['value']:<22} {r['floor']:<18} {r['verdict']}" for r in rows]
+    total = sum(v for v in times.values() if isinstance(v, (int, float)))
+    bar = "=" * 78
+    return ["", bar, "caloforge demo: done", bar, "Made:", *made, "",
+            f"How good, on {metrics['reference']['n']} held-out test showers. Floor: the same metric of real showers",
+            f"against real showers ({floor.get('kind', 'another reference sample')}, {sizes} showers):", *table, "",
+            "Stage times (all runs, s): " + ", ".join(f"{k} {v:.0f}" for k, v in times.items())
+            + f"; total {total / 60:.1f} min",
+            f"Report: {d.get('report')}", bar]
