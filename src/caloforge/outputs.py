@@ -123,11 +123,10 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
 
 def atomic_write_bytes(path: str | Path, write_fn) -> None:
     """``write_fn(file_object)`` writes the content; the file appears whole or not at all."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            write_fn(f)
-            f.flush()
-            os.fsync(f.fileno())
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        write_fn(f)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

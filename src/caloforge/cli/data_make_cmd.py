@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
-
+from caloforge.cli.argtypes import colon_pair
 from caloforge.errors import ConfigError
 
 
 def _energy_range_gev(text: str) -> tuple[float, float]:
-    try:
-        lo, hi = (float(x) for x in text.split(":"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected LOW:HIGH in GeV like 1:100, found {text!r}") from None
-    return lo, hi
+    return colon_pair(text, "LOW:HIGH in GeV like 1:100")
 
 
 def register(dsub) -> None:
     m = dsub.add_parser("make", help="generate GFlash showers for a detector preset into an HDF5 file")
-    m.add_argument("--detector", required=True, help="preset name (see `caloforge data presets`)")
+    m.add_argument("--detector", required=True, help="preset name (see `caloforge data presets`) or a detector YAML "
+                   "file (docs/simulate.md)")
     m.add_argument("--n", type=int, required=True, help="number of showers")
     m.add_argument("--energy-range", type=_energy_range_gev, default=(1.0, 100.0),
                    help="incident energies LOW:HIGH in GeV, sampled log-uniform (default 1:100)")
@@ -31,10 +27,10 @@ def register(dsub) -> None:
 
 
 def _make(args) -> int:
-    from caloforge.simulate.detectors import get_detector
+    from caloforge.simulate.detector_yaml import resolve_detector
     from caloforge.simulate.generate import make_file
 
-    spec = get_detector(args.detector)
+    spec = resolve_detector(args.detector)
     lo, hi = args.energy_range
     if not (0 < lo <= hi):
         raise ConfigError(f"--energy-range: expected 0 < LOW <= HIGH GeV, found {lo:g}:{hi:g}")

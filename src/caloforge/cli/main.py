@@ -16,6 +16,7 @@ from caloforge.errors import CaloforgeError
 _COMMAND_MODULES = (
     "caloforge.cli.demo_cmd",
     "caloforge.cli.data_cmd",
+    "caloforge.cli.simulate_cmd",
     "caloforge.cli.recipes_cmd",
     "caloforge.cli.train_cmd",
     "caloforge.cli.sample_cmd",

@@ -7,6 +7,7 @@ and the index into a file's ``detector_names``); never renumber a preset, only a
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from functools import cached_property
 
@@ -50,12 +51,21 @@ class DetectorSpec:
     sampling_fraction_override: float | None = None  # visible / incident energy of a fully contained shower
     stochastic_term_override: float | None = None  # a in sigma/E = a / sqrt(E/GeV)
     readout_scale_override: float | None = None  # file energy = visible energy x readout scale
+    # Geant4 geometry and physics (`caloforge simulate`); GFlash reads only d_gap_mm (it lengthens the period).
+    inner_radius_mm: float = 800.0  # the particle starts on the axis and enters the inner face
+    length_mm: float = 2000.0  # cylinder length along its axis
+    n_layers: int | None = None  # absorber/active periods; None: enough to cover the mesh depth
+    d_gap_mm: float = 0.0  # passive air/PCB stand-in after the active layer (G4_AIR in Geant4)
+    readout: str = "active"  # "active": only the active layers are scored; "all": every layer
+    production_cut_mm: float = 0.7
+    physics: str = "em_opt1"  # see caloforge.simulate.g4physics.PHYSICS
 
     @cached_property
     def medium(self) -> EffectiveMedium:
         if self.absorber is None:
             return homogeneous(material(self.active))
-        return sampling(material(self.absorber), material(self.active), self.d_absorber_mm, self.d_active_mm)
+        return sampling(material(self.absorber), material(self.active), self.d_absorber_mm, self.d_active_mm,
+                        self.d_gap_mm)
 
     @property
     def is_sampling(self) -> bool:
@@ -88,6 +98,20 @@ class DetectorSpec:
         """Readout threshold in file units (a visible 0.5 keV times the readout scale)."""
         return VISIBLE_THRESHOLD_MEV * self.readout_scale
 
+    @property
+    def period_mm(self) -> float:
+        """Thickness of one absorber + active (+ gap) period; the whole depth of a homogeneous detector."""
+        if not self.is_sampling:
+            return self.mesh.n_z * self.mesh.dz_mm
+        return self.d_absorber_mm + self.d_active_mm + self.d_gap_mm
+
+    @property
+    def layer_count(self) -> int:
+        """Number of periods Geant4 builds: n_layers, or just enough to cover the mesh depth."""
+        if self.n_layers is not None:
+            return int(self.n_layers)
+        return max(1, math.ceil(self.mesh.n_z * self.mesh.dz_mm / self.period_mm - 1e-9))
+
     @cached_property
     def geometry(self) -> Geometry:
         m = self.mesh
@@ -97,7 +121,8 @@ class DetectorSpec:
     def layers_text(self) -> str:
         if not self.is_sampling:
             return f"{self.active} (homogeneous)"
-        return f"{self.d_absorber_mm:g} mm {self.absorber} / {self.d_active_mm:g} mm {self.active}"
+        gap = f" / {self.d_gap_mm:g} mm gap" if self.d_gap_mm else ""
+        return f"{self.d_absorber_mm:g} mm {self.absorber} / {self.d_active_mm:g} mm {self.active}{gap}"
 
     def to_dict(self) -> dict:
         """Everything needed to reproduce the detector, plus the derived effective quantities (for file attrs)."""
@@ -108,6 +133,7 @@ class DetectorSpec:
             "stochastic_term": self.stochastic_term,
             "readout_scale": self.readout_scale,
             "threshold_mev": self.threshold_mev,
+            "layer_count": self.layer_count,
         }
         return d
 
@@ -136,7 +162,7 @@ PRESETS: dict[str, DetectorSpec] = {
             "Si", Mesh(45, 50, 18, 2.325, 3.4), "W", 1.4, 0.3,
             sampling_fraction_override=0.0241, stochastic_term_override=0.16, readout_scale_override=1 / 0.033,
         ),
-        DetectorSpec("par04-scipb", 2, "Pb/plastic-scintillator sampling calorimeter (illustrative 2 mm / 4 mm)",
+        DetectorSpec("par04-scipb", 2, "Par04-style Pb/plastic-scintillator cylinder (illustrative 2 mm / 4 mm)",
                      "scintillator", Mesh(45, 16, 9, 18.0, 12.0), "Pb", 2.0, 4.0),
         DetectorSpec("lar-pb", 3, "ATLAS-like Pb/LAr sampling calorimeter (1.5 mm Pb, 4.2 mm LAr gap)",
                      "LAr", Mesh(45, 16, 9, 20.0, 17.1), "Pb", 1.5, 4.2),
@@ -146,6 +172,17 @@ PRESETS: dict[str, DetectorSpec] = {
                      "scintillator", Mesh(45, 16, 9, 9.8, 20.2), "Fe", 17.2, 3.0),
         DetectorSpec("w-sci", 6, "tungsten/scintillator sampling calorimeter (3.5 mm W, 2 mm sci)",
                      "scintillator", Mesh(45, 16, 9, 6.95, 5.5), "W", 3.5, 2.0),
+        # Layered-cylinder approximations of the other LEMURS calorimeters (docs/simulate.md says what is left out).
+        DetectorSpec("odd", 7, "ODD-like ECal as a layered cylinder (assumed 1.4 mm W / 0.5 mm Si / 2.0 mm gap)",
+                     "Si", Mesh(45, 16, 9, 4.65, 3.9), "W", 1.4, 0.5, d_gap_mm=2.0, inner_radius_mm=1250.0,
+                     length_mm=2 * 3000.0),
+        DetectorSpec("cld", 8, "FCC-ee CLD-like Si-W ECal as a layered cylinder (1.9 mm W / 0.5 mm Si / 2.65 mm gap)",
+                     "Si", Mesh(45, 16, 9, 4.65, 5.05), "W", 1.9, 0.5, d_gap_mm=2.65, n_layers=40,
+                     inner_radius_mm=2150.0,
+                     length_mm=2 * 2210.0),
+        DetectorSpec("allegro", 9, "FCC-ee ALLEGRO-like Pb/LAr ECal, inclined plates unrolled (2.8 mm Pb / 3.9 mm LAr"
+                     " / 1.9 mm gap)", "LAr", Mesh(45, 16, 8, 5.0, 11.0), "Pb", 2.8, 3.9, d_gap_mm=1.9, n_layers=43,
+                     inner_radius_mm=2170.0, length_mm=2 * 3100.0),
     )
 }
 

@@ -116,6 +116,14 @@ def sample_energies(n: int, energy_range_mev: tuple[float, float], seed: int) ->
     return np.exp(rng.uniform(math.log(lo), math.log(hi), int(n)))
 
 
+def sample_angles(n: int, seed: int, theta_range=None, phi_range=None) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Uniform polar / azimuthal angles (rad) per shower from the file-level angle stream, or None when not asked."""
+    angle_rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(2,)))
+    theta = angle_rng.uniform(*theta_range, int(n)) if theta_range is not None else None
+    phi = angle_rng.uniform(*phi_range, int(n)) if phi_range is not None else None
+    return theta, phi
+
+
 def file_attrs(spec: DetectorSpec, seed: int, energy_range_mev) -> dict:
     """Provenance attributes of a generated file (the writer adds caloforge_geometry)."""
     in_presets = PRESETS.get(spec.name) == spec
@@ -160,9 +168,7 @@ def make_file(
     n, chunk = int(n), int(chunk)
     # Rounded to the stored float32 so that the file's energies are exactly the ones the showers were made with.
     energies = sample_energies(n, energy_range, seed).astype(np.float32).astype(np.float64)
-    angle_rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(2,)))
-    theta = angle_rng.uniform(*theta_range, n) if theta_range is not None else None
-    phi = angle_rng.uniform(*phi_range, n) if phi_range is not None else None
+    theta, phi = sample_angles(n, seed, theta_range, phi_range)
     det_id = spec.id if PRESETS.get(spec.name) == spec else 0
     extras = ["detector_id"] + (["incident_theta"] if theta is not None else []) + (
         ["incident_phi"] if phi is not None else [])

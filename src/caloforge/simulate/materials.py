@@ -61,6 +61,13 @@ MATERIALS: dict[str, Material] = {
 }
 
 
+#: Geant4 NIST database names of the materials above (what `caloforge simulate` builds).
+G4_NAMES: dict[str, str] = {
+    "W": "G4_W", "Pb": "G4_Pb", "Fe": "G4_Fe", "Cu": "G4_Cu", "Si": "G4_Si", "LAr": "G4_lAr",
+    "scintillator": "G4_POLYSTYRENE", "PbWO4": "G4_PbWO4",
+}
+
+
 def material(name: str) -> Material:
     """The named material; unknown names raise a one-line error listing the known ones."""
     try:
@@ -98,8 +105,11 @@ def homogeneous(medium: Material) -> EffectiveMedium:
     )
 
 
-def sampling(absorber: Material, active: Material, d_absorber_mm: float, d_active_mm: float) -> EffectiveMedium:
-    """Effective medium of a repeated absorber + active layer pair (GFlash sampling formulae)."""
+def sampling(absorber: Material, active: Material, d_absorber_mm: float, d_active_mm: float,
+             d_gap_mm: float = 0.0) -> EffectiveMedium:
+    """Effective medium of a repeated absorber + active layer pair (GFlash sampling formulae).
+
+    An optional gap (air, PCB, cooling) is treated as massless: it only lengthens the period, so lengths grow."""
     if not (d_absorber_mm > 0 and d_active_mm > 0):
         raise ConfigError(
             f"detector: layer thicknesses: expected > 0 mm, got absorber {d_absorber_mm!r}, active {d_active_mm!r}"
@@ -107,7 +117,9 @@ def sampling(absorber: Material, active: Material, d_absorber_mm: float, d_activ
     mass_abs = d_absorber_mm * absorber.density
     mass_act = d_active_mm * active.density
     w_abs, w_act = mass_abs / (mass_abs + mass_act), mass_act / (mass_abs + mass_act)
-    period_mm = d_absorber_mm + d_active_mm
+    if not d_gap_mm >= 0:
+        raise ConfigError(f"detector: d_gap_mm: expected >= 0 mm, got {d_gap_mm!r}")
+    period_mm = d_absorber_mm + d_active_mm + d_gap_mm
     density = (mass_abs + mass_act) / period_mm
     inv_x0 = w_abs / absorber.x0_gcm2 + w_act / active.x0_gcm2  # 1 / (g/cm^2)
     ec_over_x0 = w_abs * absorber.ec_mev / absorber.x0_gcm2 + w_act * active.ec_mev / active.x0_gcm2
