@@ -120,11 +120,15 @@ def fmt_x1e3(value: float | None, error: float | None = None) -> str:
     """'8.64 x1e-3' style: the value times 1e3 to 3 significant digits (as the published tables), optional error."""
     if value is None or not math.isfinite(value):
         return "-"
-    v = value * 1e3
-    text = f"{v:.3g}" if abs(v) < 100 else f"{v:.0f}"
+    text = _x1e3(value, 3)
     if error is not None and math.isfinite(error):
-        text += f" ± {error * 1e3:.2g}"
+        text += f" ± {_x1e3(error, 2)}"
     return f"{text} x1e-3"
+
+
+def _x1e3(value: float, digits: int) -> str:
+    v = value * 1e3
+    return f"{v:.{digits}g}" if abs(v) < 10 ** digits else f"{v:.0f}"
 
 
 def auc_verdict(auc: float | None, floor: float | None) -> str:

@@ -255,8 +255,8 @@ def final_screen(metrics: dict) -> list[str]:
             + f" -> {d.get('generated')}"]
     rows = headline_rows(entry, floor)
     width = max((len(r["metric"]) for r in rows), default=10)
-    table = [f"  {'metric':<{width}}  {'value':<22} {'floor':<18} verdict"]
-    table += [f"  {r['metric']:<{width}}  {r['value']:<22} {r['floor']:<18} {r['verdict']}" for r in rows]
+    table = [f"  {'metric':<{width}}  {'value':<22} {'floor':<20} verdict"]
+    table += [f"  {r['metric']:<{width}}  {r['value']:<22} {r['floor']:<20} {r['verdict']}" for r in rows]
     total = sum(v for v in times.values() if isinstance(v, (int, float)))
     bar = "=" * 78
     return ["", bar, "caloforge demo: done", bar, "Made:", *made, "",
