@@ -112,3 +112,5 @@ def test_the_report_section_shows_each_number_beside_its_floor_without_scripts()
     assert "<script" not in page and "http" not in page
     assert "<td>0.712</td><td>0.498</td>" in page and "583 ± 10 x1e-3</td><td>448 ± 11 x1e-3" in page
     assert "1.3x the floor" in page and "CaloDREAM" in page and "100k" in page
+    small = context_html({"generated": [{**entry, "n": 300}], "floor": {**floor, "n_features": 362}})
+    assert "not reliable" in small  # FPD from fewer showers than twice the features is not read against a floor

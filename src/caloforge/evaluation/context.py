@@ -73,7 +73,7 @@ def compare(a: dict, b: dict, classifiers=("high", "low"), fpd_options=None, kpd
     from caloforge.evaluation import fpd_kpd
     from caloforge.evaluation.classifier import run_classifier
 
-    out: dict = {"n": [int(a["n"]), int(b["n"])], "classifiers": {}}
+    out: dict = {"n": [int(a["n"]), int(b["n"])], "n_features": int(a["hlf"].shape[1]), "classifiers": {}}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the small-sample advice is already in the main report
         for name, fn, opts in (("fpd", fpd_kpd.fpd, {"method": "eigh", **(fpd_options or {})}),
@@ -188,14 +188,17 @@ def headline_rows(entry: dict, floor: dict | None, published: list[dict] | None 
                      "floor": "-" if f.get("auc") is None else f"{f['auc']:.3f}",
                      "published": pub_text(f"auc_{mode}", False) if mode in ("high", "low") else "-",
                      "verdict": auc_verdict(auc, f.get("auc"))})
+    n_feat, n = floor.get("n_features"), min([entry.get("n") or 0, *floor.get("n", [])])
     for name in ("fpd", "kpd"):
         m, f = entry.get(name), floor.get(name) or {}
         if not m:
             continue
+        verdict = distance_verdict(m.get("value"), m.get("error"), f.get("value"), f.get("error"))
+        if name == "fpd" and n_feat and n < 2 * n_feat:
+            verdict = f"not reliable: fewer than 2 x {n_feat} showers (the features' covariance is barely estimable)"
         rows.append({"metric": name.upper(), "value": fmt_x1e3(m.get("value"), m.get("error")),
                      "floor": fmt_x1e3(f.get("value"), f.get("error")) if f else "-",
-                     "published": pub_text(f"{name}_x1e3", True),
-                     "verdict": distance_verdict(m.get("value"), m.get("error"), f.get("value"), f.get("error"))})
+                     "published": pub_text(f"{name}_x1e3", True), "verdict": verdict})
     return rows
 
 
