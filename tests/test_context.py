@@ -114,3 +114,13 @@ def test_the_report_section_shows_each_number_beside_its_floor_without_scripts()
     assert "1.3x the floor" in page and "CaloDREAM" in page and "100k" in page
     small = context_html({"generated": [{**entry, "n": 300}], "floor": {**floor, "n_features": 362}})
     assert "not reliable" in small  # FPD from fewer showers than twice the features is not read against a floor
+
+
+def test_the_ratio_strip_widens_to_show_a_large_mismatch():
+    from caloforge.evaluation.plots import ratio_limits
+
+    assert ratio_limits([np.array([0.9, 1.1, np.nan])]) == (0.5, 1.5, False)
+    lo, hi, log = ratio_limits([np.array([0.9, 2.4])])
+    assert not log and hi >= 2.4
+    lo, hi, log = ratio_limits([np.array([0.02, 1.0, 40.0])])
+    assert log and lo <= 0.02 and hi >= 40.0

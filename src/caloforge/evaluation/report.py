@@ -180,14 +180,17 @@ def evaluate(
     device: str = "auto",
     classifier_settings=None,
     plots: bool = True,
+    floor: dict | None = None,
 ) -> dict:
     """Evaluate generated files against a reference; writes metrics.json, summary.csv, report.html, plots/.
 
     Returns the metrics dict (the content of metrics.json). ``classifier_settings`` (a ClassifierSettings)
-    overrides the network/training settings, e.g. a tiny network in tests.
+    overrides the network/training settings, e.g. a tiny network in tests. ``floor``: the reference-vs-reference
+    numbers at the same size (``caloforge.evaluation.context.reference_floor``), shown beside each headline number.
     """
     from caloforge.evaluation import fpd_kpd
     from caloforge.evaluation.classifier import run_classifier
+    from caloforge.evaluation.context import published_for
     from caloforge.evaluation.plots import make_figures
 
     t_start = time.perf_counter()
@@ -283,6 +286,8 @@ def evaluate(
                      "fpd": fpd, "kpd": kpd, "allow_overlap": allow_overlap, "classifier_epochs": classifier_epochs,
                      "low_level_cap": cap if low_modes else None},
         "warnings": warn,
+        "floor": floor,
+        "published": published_for(geo, dataset),
         "generated": [{k: v for k, v in r.items() if k != "_hists"} for r in results],
         "plots": [f["file"] for f in figures],
         "timings_s": timings,
@@ -328,7 +333,8 @@ def _fmt(v, digits: int = 4) -> str:
 
 _CSS = ("body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em;color:#222}"
         "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}"
-        "th{background:#eee}td:first-child{text-align:left}.warn{background:#fdd;border:2px solid #c00;padding:.5em}"
+        "th{background:#eee}td:first-child{text-align:left}.warn{background:#f4f6fa;border-left:4px solid #7a8ca8;"
+        "padding:.3em .8em}table.headline td,table.headline th{text-align:left}"
         "figure{margin:1em 0}img{max-width:100%}figcaption{font-size:90%;color:#444}")
 
 
@@ -346,12 +352,18 @@ def render_html(metrics: dict, figures: list[dict]) -> str:
     parts = [(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>caloforge evaluation</title>"
              f"<style>{_CSS}</style></head><body><h1>caloforge evaluation</h1>"),
              (f"<p>Reference: <code>{e(metrics['reference']['path'])}</code> ({metrics['reference']['n']} showers); "
-             f"geometry {e(metrics['geometry'])}; dataset {e(str(metrics['dataset']))}; threshold "
+             f"geometry {e(metrics['geometry'])}; "
+             + (f"dataset {e(str(metrics['dataset']))}; " if metrics.get("dataset") else "")
+             + "threshold "
              f"{_fmt(metrics['threshold_mev'])} MeV; classifier protocol "
              f"{'official' if metrics['settings']['official'] else 'fast (see docs/evaluate.md)'}.</p>")]
     if metrics["warnings"]:
-        parts.append("<div class='warn'><b>Warnings</b><ul>" + "".join(f"<li>{e(w)}</li>" for w in metrics["warnings"])
+        parts.append("<div class='warn'><b>Notices</b><ul>" + "".join(f"<li>{e(w)}</li>" for w in metrics["warnings"])
                      + "</ul></div>")
+    if metrics.get("floor") or metrics.get("published"):
+        from caloforge.evaluation.context import context_html
+
+        parts.append(context_html(metrics))
     parts.append("<h2>Metrics</h2><p>AUC/JSD: calibrated classifier on the val split (0.5/0 = indistinguishable). "
                  "FPD/KPD x10<sup>3</sup> as in the published tables. sep_mean_official: mean separation power of "
                  "the histograms evaluate.py computes.</p>")

@@ -203,7 +203,8 @@ def run_demo(settings: DemoSettings, log=print) -> dict:
         t0 = time.perf_counter()
         evaluate([gen_path], parts["test"], dataset=None, out_dir=report_dir, train_path=parts["train"],
                  classifiers=("high", "low"), fpd_options=fpd_opts, kpd_options=kpd_opts,
-                 classifier_epochs=settings.classifier_epochs, seed=settings.seed, device=settings.device)
+                 classifier_epochs=settings.classifier_epochs, seed=settings.seed, device=settings.device,
+                 floor=floor)
         state.add_time("evaluate", time.perf_counter() - t0)
         state.data["evaluated_step"] = step
         state.save()
