@@ -19,6 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import LogNorm
+from matplotlib.ticker import LogLocator
 
 from caloforge.data.geometry import Geometry
 
@@ -208,8 +209,10 @@ def average_showers(
                 axes[r, c].set_title(f"layer {layer}", fontsize=9)
             if c == 0:
                 axes[r, c].set_ylabel(label, labelpad=18, fontsize=9)
-        fig.colorbar(mesh, ax=axes[:, c].tolist(), orientation="horizontal", fraction=0.04, pad=0.04,
-                     label="MeV")
+        cbar = fig.colorbar(mesh, ax=axes[:, c].tolist(), orientation="horizontal", fraction=0.04, pad=0.04,
+                            label="MeV per voxel")
+        cbar.ax.xaxis.set_major_locator(LogLocator(numticks=3))  # a few decades: labels that do not overlap
+        cbar.ax.tick_params(labelsize=7)
     fig.suptitle(title, fontsize=11)
     return fig
 

@@ -269,7 +269,8 @@ def evaluate(
         results.append(entry)
 
     t_plot = time.perf_counter()
-    figures = make_figures(out / "plots", geo, ref, gens, labels, results) if plots else []
+    sized = [f"{lab} (n={g.n})" for lab, g in zip(labels, gens)]  # sample sizes in every legend
+    figures = make_figures(out / "plots", geo, ref, gens, sized, results) if plots else []
     timings["plots"] = round(time.perf_counter() - t_plot, 3)
     timings["total"] = round(time.perf_counter() - t_start, 3)
     metrics = {
@@ -372,6 +373,10 @@ def render_html(metrics: dict, figures: list[dict]) -> str:
     parts.append(_table([{"file": g["label"], "feature": name, "mean": s["mean"], "max": s["max"], "n": s["n"],
                           "official": s["official"]}
                          for g in metrics["generated"] for name, s in g["separation_power"]["summary"].items()]))
+    if figures:
+        parts.append(f"<p>Plots: the reference (grey) is {metrics['reference']['n']} showers; each generated file's "
+                     "size is in its legend label. Histograms are normalised densities; ratio strips show "
+                     "generated/reference and widen (log scale beyond a factor 3) to show the largest mismatch.</p>")
     section = None
     for f in figures:
         if f["section"] != section:
