@@ -5,7 +5,6 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
-import torch
 
 from caloforge.data.geometry import Geometry
 from caloforge.evaluation.classifier import ClassifierSettings
@@ -23,14 +22,6 @@ from caloforge.evaluation.context import (
 TINY = ClassifierSettings(hidden=32, n_hidden_layers=2, epochs=8, patience=None, batch_size=200, lr=2e-3)
 FAST_PD = {"fpd_options": {"min_samples": 100, "max_samples": 300, "num_batches": 5, "num_points": 3},
            "kpd_options": {"batch_size": 300, "num_batches": 5}}
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def toy(path, n: int, seed: int, depth_shift: float = 0.0):
