@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import LogNorm
-from matplotlib.ticker import LogLocator
+from matplotlib.ticker import LogLocator, NullFormatter
 
 from caloforge.data.geometry import Geometry
 from caloforge.outputs import atomic_write_bytes
@@ -91,6 +91,7 @@ def _draw_panel(ax, ax_ratio, p: HistPanel) -> None:
     lo, hi, log = ratio_limits(ratios)
     if log:
         ax_ratio.set_yscale("log")
+        ax_ratio.yaxis.set_minor_formatter(NullFormatter())  # decade labels only: no overlapping minor labels
     ax_ratio.set_ylim(lo, hi)
     ax.set_ylabel("density", fontsize=8)
     ax_ratio.set_ylabel("gen/ref", fontsize=8)
