@@ -188,7 +188,8 @@ def headline_rows(entry: dict, floor: dict | None, published: list[dict] | None 
                      "floor": "-" if f.get("auc") is None else f"{f['auc']:.3f}",
                      "published": pub_text(f"auc_{mode}", False) if mode in ("high", "low") else "-",
                      "verdict": auc_verdict(auc, f.get("auc"))})
-    n_feat, n = floor.get("n_features"), min([entry.get("n") or 0, *floor.get("n", [])])
+    sizes = entry.get("n") if isinstance(entry.get("n"), list) else [entry.get("n") or 0]
+    n_feat, n = floor.get("n_features"), min([*sizes, *floor.get("n", [])])
     for name in ("fpd", "kpd"):
         m, f = entry.get(name), floor.get(name) or {}
         if not m:
