@@ -204,7 +204,7 @@ def run_demo(settings: DemoSettings, log=print) -> dict:
         evaluate([gen_path], parts["test"], dataset=None, out_dir=report_dir, train_path=parts["train"],
                  classifiers=("high", "low"), fpd_options=fpd_opts, kpd_options=kpd_opts,
                  classifier_epochs=settings.classifier_epochs, seed=settings.seed, device=settings.device,
-                 floor=floor)
+                 floor=floor, force=True)  # a stale report of an older model is replaced
         state.add_time("evaluate", time.perf_counter() - t0)
         state.data["evaluated_step"] = step
         state.save()
