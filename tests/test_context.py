@@ -60,7 +60,8 @@ def test_floor_of_the_same_distribution_is_low_and_a_shifted_sample_is_far_above
         assert far["kpd"]["value"] > 10 * max(fl["kpd"]["value"], fl["kpd"]["error"])
     rows = headline_rows(far, floor, published_for(geo))
     by = {r["metric"]: r for r in rows}
-    assert by["FPD"]["floor"].endswith("x1e-3") and "floor" in by["KPD"]["verdict"]
+    assert "floor" in by["KPD"]["verdict"]
+    assert by["FPD"]["verdict"].startswith(("refused", "not reliable"))  # 300 showers < 2 x 362 features
     assert by["classifier AUC (high-level)"]["verdict"].startswith(("weak", "poor"))
 
 

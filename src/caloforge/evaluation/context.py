@@ -78,7 +78,11 @@ def compare(a: dict, b: dict, classifiers=("high", "low"), fpd_options=None, kpd
         warnings.simplefilter("ignore")  # the small-sample advice is already in the main report
         for name, fn, opts in (("fpd", fpd_kpd.fpd, {"method": "eigh", **(fpd_options or {})}),
                                ("kpd", fpd_kpd.kpd, kpd_options or {})):
-            v, e = fn(a["hlf"], b["hlf"], **opts)
+            try:
+                v, e = fn(a["hlf"], b["hlf"], **opts)
+            except getattr(fpd_kpd, "MetricRefused", ()) as exc:  # a degenerate sample: said, not hidden
+                out[name] = {"value": None, "error": None, "refused": str(exc)}
+                continue
             out[name] = {"value": v, "error": e, "value_x1e3": v * 1e3, "error_x1e3": e * 1e3}
     for mode in classifiers:
         xa, xb = (a["hlf"], b["hlf"]) if mode == "high" else (a.get(mode), b.get(mode))
@@ -195,6 +199,8 @@ def headline_rows(entry: dict, floor: dict | None, published: list[dict] | None 
         if not m:
             continue
         verdict = distance_verdict(m.get("value"), m.get("error"), f.get("value"), f.get("error"))
+        if m.get("refused") or f.get("refused"):
+            verdict = f"refused: {m.get('refused') or 'floor: ' + f['refused']}"
         if name == "fpd" and n_feat and n < 2 * n_feat:
             verdict = f"not reliable: fewer than 2 x {n_feat} showers (the features' covariance is barely estimable)"
         rows.append({"metric": name.upper(), "value": fmt_x1e3(m.get("value"), m.get("error")),
