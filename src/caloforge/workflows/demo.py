@@ -221,10 +221,7 @@ def run_demo(settings: DemoSettings, log=print) -> dict:
 def _sample(settings: DemoSettings, test_path: Path, run_dir: Path, gen_path: Path, out: Path, state: _State):
     from caloforge.data.reader import ShowerFile
     from caloforge.data.writer import write_showers
-    try:
-        from caloforge.sampling.generator import Generator
-    except ImportError:  # before the sampling package existed
-        from caloforge.training.generator import Generator
+    from caloforge.sampling.generator import Generator
 
     with ShowerFile(test_path) as f:
         energies = f.energies()
