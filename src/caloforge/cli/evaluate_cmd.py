@@ -24,7 +24,9 @@ def register(sub) -> None:
     p.add_argument("--low-level-cap", type=int, default=None, help="max showers per class for low-level classifiers")
     p.add_argument("--no-fpd", action="store_true", help="skip FPD")
     p.add_argument("--no-kpd", action="store_true", help="skip KPD")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the classifiers (split, initialisation) and of the low-level row subset; FPD/KPD "
+                        "keep jetnet's fixed draws")
     p.add_argument("--device", default="auto", help="classifier device: auto, cpu or cuda")
     p.add_argument("--label", action="append", default=None, metavar="NAME",
                    help="name of each --gen in the report (repeat, one per --gen, same order)")

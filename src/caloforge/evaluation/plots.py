@@ -17,6 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import LogNorm
+from matplotlib.ticker import LogLocator, NullFormatter
 
 from caloforge.data.geometry import Geometry
 from caloforge.outputs import atomic_write_bytes
@@ -39,7 +40,7 @@ def use_style() -> None:
         plt.style.use("default")
     plt.rcParams.update({"text.usetex": False, "font.size": 11, "axes.titlesize": 11, "axes.labelsize": 11,
                          "legend.fontsize": 9, "xtick.labelsize": 9, "ytick.labelsize": 9,
-                         "figure.dpi": 90, "savefig.dpi": 90})
+                         "figure.dpi": 150, "savefig.dpi": 150})
     _styled = True
 
 
@@ -61,16 +62,38 @@ class HistPanel:
     note: str = ""  # e.g. separation powers, drawn in the corner
 
 
+def ratio_limits(ratios) -> tuple[float, float, bool]:
+    """Limits of the gen/ref strip: 0.5-1.5 when everything fits, else wide enough for the largest mismatch
+    (log scale beyond a factor 3), so a large disagreement is never drawn off the axis."""
+    vals = np.concatenate([np.asarray(r, dtype=float).ravel() for r in ratios]) if ratios else np.array([])
+    vals = vals[np.isfinite(vals) & (vals > 0)]
+    if vals.size == 0:
+        return 0.5, 1.5, False
+    lo, hi = float(vals.min()), float(vals.max())
+    if lo >= 0.5 and hi <= 1.5:
+        return 0.5, 1.5, False
+    if lo >= 1 / 3 and hi <= 3:
+        return min(0.5, lo * 0.9), max(1.5, hi * 1.1), False
+    return max(min(lo * 0.8, 0.5), 1e-3), min(max(hi * 1.25, 2.0), 1e3), True
+
+
 def _draw_panel(ax, ax_ratio, p: HistPanel) -> None:
     edges = np.asarray(p.edges, dtype=float)
     ax.stairs(p.ref, edges, fill=True, color=REF_COLOUR, alpha=0.45, label="reference")
+    ratios = []
     for i, (label, dens) in enumerate(p.gens):
         ax.stairs(dens, edges, color=colour(i), linewidth=1.4, label=label)
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(p.ref > 0, dens / p.ref, np.nan)
+        ratios.append(ratio)
         ax_ratio.stairs(ratio, edges, color=colour(i), linewidth=1.2, baseline=None)
     ax_ratio.axhline(1.0, color="k", lw=0.8, ls="--")
-    ax_ratio.set_ylim(0.5, 1.5)
+    lo, hi, log = ratio_limits(ratios)
+    if log:
+        ax_ratio.set_yscale("log")
+        ax_ratio.yaxis.set_minor_formatter(NullFormatter())  # decade labels only: no overlapping minor labels
+    ax_ratio.set_ylim(lo, hi)
+    ax.set_ylabel("density", fontsize=8)
     ax_ratio.set_ylabel("gen/ref", fontsize=8)
     ax.set_title(p.title)
     if p.logx:
@@ -186,8 +209,10 @@ def average_showers(
                 axes[r, c].set_title(f"layer {layer}", fontsize=9)
             if c == 0:
                 axes[r, c].set_ylabel(label, labelpad=18, fontsize=9)
-        fig.colorbar(mesh, ax=axes[:, c].tolist(), orientation="horizontal", fraction=0.04, pad=0.04,
-                     label="MeV")
+        cbar = fig.colorbar(mesh, ax=axes[:, c].tolist(), orientation="horizontal", fraction=0.04, pad=0.04,
+                            label="MeV per voxel")
+        cbar.ax.xaxis.set_major_locator(LogLocator(numticks=3))  # a few decades: labels that do not overlap
+        cbar.ax.tick_params(labelsize=7)
     fig.suptitle(title, fontsize=11)
     return fig
 

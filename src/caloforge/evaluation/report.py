@@ -22,6 +22,7 @@ from caloforge.data.geometry import Geometry
 from caloforge.data.reader import ShowerFile
 from caloforge.errors import CaloforgeError
 from caloforge.evaluation import guards, histograms
+from caloforge.evaluation.context import published_for
 from caloforge.evaluation.features import hlf_vector, hlf_vector_names
 from caloforge.evaluation.report_html import render_html, summary_csv, summary_row  # noqa: F401  (re-exported)
 from caloforge.evaluation.scan import FileScan, finish_reference_spectrum, scan_file, voxel_spectrum
@@ -116,6 +117,7 @@ def evaluate(
     labels: list | None = None,
     ms_per_shower: list | None = None,
     force: bool = False,
+    floor: dict | None = None,
 ) -> dict:
     """Evaluate generated files against a reference; writes metrics.json, summary.csv, report.html, plots/ into
     ``out_dir`` (refused if it exists unless ``force``; swapped in whole at the end).
@@ -123,6 +125,8 @@ def evaluate(
     Returns the metrics dict (the content of metrics.json). ``classifier_settings`` (a ClassifierSettings)
     overrides the network/training settings, e.g. a tiny network in tests. ``labels`` names the generated files in
     the report; ``ms_per_shower`` (one number or None per file) adds generation cost and the quality-vs-time plot.
+    ``floor``: the reference-vs-reference numbers at the same size (``caloforge.evaluation.context.reference_floor``),
+    shown beside each headline number with the published values.
     """
     t_start = time.perf_counter()
     gen_paths = [str(p) for p in gen_paths]
@@ -185,7 +189,8 @@ def evaluate(
         if plots:
             from caloforge.evaluation.plots import make_figures
 
-            figures = make_figures(tmp / "plots", geo, ref, gens, names, results)
+            sized = [f"{lab} (n={g.n})" for lab, g in zip(names, gens)]  # sample sizes in every legend
+            figures = make_figures(tmp / "plots", geo, ref, gens, sized, results)
         timings["plots"] = round(time.perf_counter() - t_plot, 3)
         timings["total"] = round(time.perf_counter() - t_start, 3)
         metrics = _clean({
@@ -202,6 +207,8 @@ def evaluate(
                          "fpd": fpd, "kpd": kpd, "allow_overlap": allow_overlap,
                          "classifier_epochs": classifier_epochs, "low_level_cap": cap if low_modes else None},
             "warnings": warn,
+            "floor": floor,
+            "published": published_for(geo, dataset),
             "generated": [{k: v for k, v in r.items() if k != "_hists"} for r in results],
             "plots": [f["file"] for f in figures],
             "timings_s": timings,

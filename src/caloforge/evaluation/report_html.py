@@ -89,7 +89,9 @@ def fmt(v, digits: int = 4) -> str:
 
 _CSS = ("body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em;color:#222}"
         "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}"
-        "th{background:#eee}td:first-child{text-align:left}.warn{background:#fdd;border:2px solid #c00;padding:.5em}"
+        "th{background:#eee}td:first-child{text-align:left}"
+        ".warn{background:#f4f6fa;border-left:4px solid #7a8ca8;padding:.3em .8em}"
+        "table.headline td,table.headline th{text-align:left}"
         "figure{margin:1em 0}img{max-width:100%}figcaption{font-size:90%;color:#444}")
 
 
@@ -133,12 +135,18 @@ def render_html(metrics: dict, figures: list[dict]) -> str:
     parts = [(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>caloforge evaluation</title>"
               f"<style>{_CSS}</style></head><body><h1>caloforge evaluation</h1>"),
              (f"<p>Reference: <code>{e(metrics['reference']['path'])}</code> ({metrics['reference']['n']} showers); "
-              f"geometry {e(metrics['geometry'])}; dataset {e(str(metrics['dataset']))}; threshold "
+              f"geometry {e(metrics['geometry'])}; "
+              + (f"dataset {e(str(metrics['dataset']))}; " if metrics.get("dataset") else "")
+              + "threshold "
               f"{fmt(metrics['threshold_mev'])} MeV; classifier protocol "
               f"{'official' if metrics['settings']['official'] else 'fast (see docs/evaluate.md)'}.</p>")]
     if metrics["warnings"]:
-        parts.append("<div class='warn'><b>Warnings</b><ul>" + "".join(f"<li>{e(w)}</li>" for w in metrics["warnings"])
+        parts.append("<div class='warn'><b>Notices</b><ul>" + "".join(f"<li>{e(w)}</li>" for w in metrics["warnings"])
                      + "</ul></div>")
+    if metrics.get("floor") or metrics.get("published"):
+        from caloforge.evaluation.context import context_html
+
+        parts.append(context_html(metrics))
     parts.append("<h2>Metrics</h2><p>One column per generated file. AUC: calibrated classifier on the val split "
                  "(0.5 = indistinguishable). FPD/KPD x10<sup>3</sup> as in the published tables. Separation power: "
                  "mean over the layers of each family (0 = identical histograms, 1 = disjoint).</p>")

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
@@ -236,6 +237,8 @@ def _train(recipe, tc, data_path, out, val_path, dev, info, extra_callbacks, out
         ema.load_state_dict(ckpt["ema"])
         restore_rng_state(ckpt["rng"])
         start = int(ckpt["step"])
+        if info.is_main:
+            print(f"[train] resuming from step {start} of {tc.steps} ({ckpt_file})", file=sys.stderr, flush=True)
     ema_net = ema.network(model) if uses_context(objective) else None
     net = distributed.wrap(model, info, dev)
     if tc.compile and dev.type == "cuda":
