@@ -34,6 +34,9 @@ def register(sub) -> None:
     p.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA weights")
     p.add_argument("--out", required=True, help="output HDF5 file (never an input; existing only with --force)")
     p.add_argument("--force", action="store_true", help="replace an existing --out file")
+    p.add_argument("--outside-energy-range", choices=("error", "warn"), default="error",
+                   help="incident energies outside the range the model was trained for (its recipe's "
+                        "data.energy_range_mev): refuse (default) or warn and extrapolate")
     p.set_defaults(func=_run)
 
 
@@ -100,9 +103,17 @@ def _run(args) -> int:
     out = check_output(args.out, force=args.force,
                        inputs=[args.energies_from, args.conditions_from, args.checkpoint, ckpt])
     clean_stale_temps(out.parent)
+    from caloforge.data.validate import check_energy_range, require_valid
+
+    for flag, src in (("--energies-from", args.energies_from), ("--conditions-from", args.conditions_from)):
+        if src:
+            require_valid(src, what=flag)  # no NaN, inf or E <= 0 row reaches the model: one line naming the row
     gen = Generator.load(ckpt, use_ema=not args.no_ema, device=args.device)
     cond = requested_conditions(args, gen)
     energies = np.asarray(cond["energies"], dtype=np.float64).reshape(-1)
+    check_energy_range(energies, gen.config.data.energy_range_mev,
+                       f"{args.energies_from or args.conditions_from or '--energy-range'}: incident energies",
+                       on_outside=args.outside_energy_range)
     raw = gen.conditions(energies, cond["phi"], cond["theta"], cond["detector"])  # refuses missing ones
     phi, theta = (raw[:, 1], raw[:, 2]) if gen.encoder.angles else (None, None)
     det = np.argmax(raw[:, -(gen.encoder.n_detectors + 1):], 1) if gen.encoder.n_detectors else None
