@@ -110,12 +110,12 @@ def test_ds1_presets_write_official_layout_files(preset, tmp_path):
 @pytest.mark.slow
 def test_tiny_ds1_photons_run_trains_samples_validates_and_evaluates(tmp_path):
     from caloforge.data.validate import validate_file
+    from caloforge.data.writer import write_showers
     from caloforge.evaluation.classifier import ClassifierSettings
     from caloforge.evaluation.report import evaluate
     from caloforge.simulate.ds1 import make_ds1_file
     from caloforge.training.config import load_recipe
     from caloforge.training.generator import Generator
-    from caloforge.data.writer import write_showers
     from caloforge.training.trainer import train
 
     train_h5 = make_ds1_file("atlas-ds1-photons", 256, tmp_path / "train.h5", energy_range=(256, 65536), seed=1)
@@ -127,7 +127,7 @@ def test_tiny_ds1_photons_run_trains_samples_validates_and_evaluates(tmp_path):
     assert gen.geometry.name == "calochallenge-1-photons" and gen.geometry.threshold_mev == 1.0
     with h5py.File(ref_h5) as h:
         energies = h["incident_energies"][:, 0].astype(np.float64)
-    showers, stats = gen.generate(energies, steps=2)
+    showers, _stats = gen.generate(energies, steps=2)
     assert showers.shape == (120, 368) and np.all((showers == 0) | (showers >= 1.0))  # the official DS1 threshold
     out = write_showers(tmp_path / "gen.h5", energies, showers, geometry=gen.geometry)
     validate_file(out)

@@ -20,6 +20,9 @@ def register(sub) -> None:
     p.add_argument("--steps", type=int, default=None, help="solver steps (default: the recipe's)")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise and of --energy-range draws (default 0)")
     p.add_argument("--batch-size", type=int, default=1000, help="showers per network batch (default 1000)")
+    p.add_argument("--chunk", type=int, default=10000,
+                   help="showers generated and written per step, so memory stays bounded (default 10000); chunk k "
+                        "> 0 draws its noise from a stream seeded by (seed, k)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA weights")
     p.add_argument("--out", required=True, help="output HDF5 file")
@@ -55,20 +58,37 @@ def sample_energies(args) -> np.ndarray:
     return 1e3 * 10 ** rng.uniform(np.log10(lo), np.log10(hi), args.n)
 
 
+def chunk_seed(seed: int, k: int) -> int:
+    """Noise seed of output chunk k: the plain seed for the first chunk (so small files do not change)."""
+    return int(seed) if k == 0 else int(np.random.SeedSequence([int(seed), int(k)]).generate_state(1)[0])
+
+
 def _run(args) -> int:
-    from caloforge.data.writer import write_showers
+    from caloforge.data.writer import ShowerWriter
     from caloforge.training.generator import Generator
 
+    if args.chunk < 1:
+        raise ConfigError(f"--chunk: expected a positive integer, found {args.chunk}")
     energies = sample_energies(args)
     gen = Generator.load(args.checkpoint, use_ema=not args.no_ema, device=args.device)
-    showers, stats = gen.generate(energies, solver=args.solver, steps=args.steps, seed=args.seed,
-                                  batch_size=args.batch_size)
+    gen.nfe(args.solver, args.steps)  # a bad solver / steps is refused before the file is started
+    solver = args.solver or gen.config.sampler.solver or gen.objective.default_solver
+    nfe = gen.nfe(args.solver, args.steps)
     attrs = {"generator": "caloforge", "checkpoint": gen.source, "step": gen.step, "recipe": gen.config.name,
-             "solver": str(stats["solver"]), "nfe": -1 if stats["nfe"] is None else int(stats["nfe"]),
-             "seed": int(args.seed)}
-    write_showers(args.out, energies, showers, attrs=attrs, geometry=gen.geometry)
-    rejected = stats["rejected_per_round"][0] if stats["rejected_per_round"] else 0
-    print(f"wrote {len(showers)} showers to {args.out}; rejected {rejected} in the first draw, redrawn "
-          f"{stats['n_redrawn']}, still bad {stats['n_still_bad']}; {stats['ms_per_shower']:.2f} ms/shower "
-          f"({stats['nfe']} network calls, {stats['device']})")
+             "solver": str(solver), "nfe": -1 if nfe is None else int(nfe), "seed": int(args.seed)}
+    rejected = redrawn = still_bad = 0
+    seconds = 0.0
+    with ShowerWriter(args.out, gen.geometry.n_voxels, geometry=gen.geometry, attrs=attrs,
+                      expected_n=len(energies)) as writer:
+        for k, lo in enumerate(range(0, len(energies), args.chunk)):
+            e = energies[lo:lo + args.chunk]
+            showers, stats = gen.generate(e, solver=args.solver, steps=args.steps, seed=chunk_seed(args.seed, k),
+                                          batch_size=args.batch_size)
+            writer.append(e, showers)
+            rejected += stats["rejected_per_round"][0] if stats["rejected_per_round"] else 0
+            redrawn, still_bad, seconds = redrawn + stats["n_redrawn"], still_bad + stats["n_still_bad"], \
+                seconds + stats["seconds"]
+    print(f"wrote {len(energies)} showers to {args.out}; rejected {rejected} in the first draw, redrawn "
+          f"{redrawn}, still bad {still_bad}; {1e3 * seconds / len(energies):.2f} ms/shower "
+          f"({nfe} network calls, {stats['device']})")
     return 0

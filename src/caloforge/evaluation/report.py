@@ -60,9 +60,11 @@ def _fine_bin(values: np.ndarray, threshold: float) -> np.ndarray:
 
 
 def scan_file(path, geometry: Geometry, low_modes=(), low_cap: int | None = None, seed: int = 0,
-              batch_size: int = 2048, desc: str = "") -> FileScan:
-    """Stream ``path`` once and keep the per-file summaries every later step needs."""
+              batch_size: int | None = None, desc: str = "") -> FileScan:
+    """Stream ``path`` once and keep the per-file summaries every later step needs (batches of at most 2048
+    showers and ~128 MiB of float64, so a dataset-3 file streams in bounded memory)."""
     t0 = time.perf_counter()
+    batch_size = batch_size or max(1, min(2048, 2**27 // (8 * geometry.n_voxels)))
     thr = geometry.threshold_mev
     n_fine = int((_FINE_TOP_LOG10 - math.log10(thr)) * _FINE_PER_DECADE) + 1
     with ShowerFile(path, geometry=geometry) as f:

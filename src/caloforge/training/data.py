@@ -22,6 +22,13 @@ from caloforge.training.config import DataConfig
 
 EXTRA_FOR_CONDITION = {"phi": "incident_phi", "theta": "incident_theta", "detector": "detector_id"}
 _CHUNK = 2048
+#: Bound on one streamed statistics batch (float64 after the first transform step): ~200 DS3 showers, ~1300 DS2.
+_STREAM_BYTES = 64 * 2**20
+
+
+def stream_rows(n_voxels: int) -> int:
+    """Showers per batch when a file is streamed for statistics, so a batch stays near _STREAM_BYTES."""
+    return int(max(1, min(4096, _STREAM_BYTES // (8 * max(int(n_voxels), 1)))))
 
 
 def build_condition_encoder(cfg: DataConfig):
@@ -73,7 +80,7 @@ def fit_batches(path: Path, max_showers: int, geometry: Geometry | None = None, 
 
     def factory():
         with ShowerFile(path, geometry) as f:
-            for b in f.iter_batches(4096, 0, min(f.n, max_showers)):
+            for b in f.iter_batches(stream_rows(f.n_voxels), 0, min(f.n, max_showers)):
                 yield (b.showers if coder is None else coder.shapes(b.showers)), b.energies
 
     return factory
@@ -144,7 +151,7 @@ class TrainBatches:
             return x.min(axis=0), x.max(axis=0)
         lo = hi = None
         with ShowerFile(self.path) as f:
-            for b in f.iter_batches(4096, 0, min(f.n, max_showers)):
+            for b in f.iter_batches(stream_rows(f.n_voxels), 0, min(f.n, max_showers)):
                 y = self.chain.forward(b.showers if self.coder is None else self.coder.shapes(b.showers), b.energies)
                 lo = y.min(0) if lo is None else np.minimum(lo, y.min(0))
                 hi = y.max(0) if hi is None else np.maximum(hi, y.max(0))
