@@ -3,6 +3,8 @@ presets, and a tiny ds1-photons run through train -> sample -> validate -> evalu
 
 from __future__ import annotations
 
+import json
+
 import h5py
 import numpy as np
 import pytest
@@ -120,9 +122,13 @@ def test_tiny_ds1_photons_run_trains_samples_validates_and_evaluates(tmp_path):
 
     train_h5 = make_ds1_file("atlas-ds1-photons", 256, tmp_path / "train.h5", energy_range=(256, 65536), seed=1)
     ref_h5 = make_ds1_file("atlas-ds1-photons", 120, tmp_path / "ref.h5", energy_range=(256, 65536), seed=2)
-    recipe = load_recipe("ds1-photons", ["model.dim=32", "model.depth=1", "train.batch_size=32", "train.log_every=2"])
-    result = train(recipe, train_h5, tmp_path / "run", steps=6)
+    recipe = load_recipe("ds1-photons", ["model.dim=32", "model.depth=1", "train.batch_size=32", "train.log_every=2",
+                                         "train.val_every=6", "train.quality_showers=40"])
+    result = train(recipe, train_h5, tmp_path / "run", val_path=ref_h5, steps=6)
     assert result.step == 6 and np.isfinite(result.last_loss)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    quality = [r for r in records if "quality_fd_x1e3" in r]  # in-loop check on the DS1 features at 1 MeV
+    assert quality and np.isfinite(quality[-1]["quality_fd_x1e3"]) and quality[-1]["quality_showers"] == 40
     gen = Generator.load(tmp_path / "run", device="cpu")
     assert gen.geometry.name == "calochallenge-1-photons" and gen.geometry.threshold_mev == 1.0
     with h5py.File(ref_h5) as h:
@@ -140,3 +146,13 @@ def test_tiny_ds1_photons_run_trains_samples_validates_and_evaluates(tmp_path):
     row = m["generated"][0]
     assert row["classifiers"]["high"]["n_features"] == 30  # the official dataset-1 photon high-level features
     assert 0.0 <= row["classifiers"]["high"]["auc"] <= 1.0 and np.isfinite(row["fpd"]["value"])
+
+
+def test_threshold_step_that_is_not_the_official_one_is_noted():
+    from caloforge.training.data import threshold_mismatch
+
+    ds1, ds2 = Geometry.official("1-photons"), Geometry.official("2")
+    assert threshold_mismatch([{"kind": "threshold", "value": 1.0}], ds1) is None
+    assert threshold_mismatch([{"kind": "threshold", "value": 0.0151515}], ds2) is None
+    note = threshold_mismatch([{"kind": "threshold", "value": 0.0151515}, {"kind": "log"}], ds1)
+    assert note is not None and "1 MeV" in note and "calochallenge-1-photons" in note

@@ -176,3 +176,16 @@ def load_validation(path, chain, encoder, cfg: DataConfig, geometry: Geometry | 
         n = min(f.n, cfg.val_max_showers)
         b = f.read(np.arange(n), with_extras=True)
     return model_space(b, chain, encoder, cfg, str(path), coder)
+
+
+def threshold_mismatch(transforms, geometry: Geometry) -> str | None:
+    """A one-line note when a recipe's ``threshold`` step differs from the geometry's official readout threshold
+    (e.g. the DS2/DS3 15.15 keV step of a DS2 recipe on dataset-1 data, whose official threshold is 1 MeV)."""
+    for step in transforms:
+        if step.get("kind") == "threshold" and "value" in step:
+            value = float(step["value"])
+            if not np.isclose(value, geometry.threshold_mev, rtol=1e-3):
+                return (f"note: transforms threshold {value:g} MeV differs from the official readout threshold "
+                        f"{geometry.threshold_mev:g} MeV of geometry {geometry.name}; sampling and evaluation use "
+                        f"{geometry.threshold_mev:g} MeV")
+    return None

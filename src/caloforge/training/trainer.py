@@ -15,6 +15,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ from caloforge.training.data import (
     fit_batches,
     load_validation,
     resolve_geometry,
+    threshold_mismatch,
 )
 from caloforge.training.ema import EMA
 from caloforge.training.schedules import lr_factor
@@ -193,6 +195,8 @@ def _train(recipe, tc, data_path, out, val_path, dev, info, extra_callbacks) -> 
 
     with ShowerFile(data_path) as f:
         geometry = resolve_geometry(recipe.data, f)
+    if info.is_main and (note := threshold_mismatch(recipe.transforms, geometry)):
+        print(note, file=sys.stderr)
     encoder = build_condition_encoder(recipe.data)
     model_cfg = network_config(recipe, geometry, encoder.dim)
     torch.manual_seed(tc.seed)  # same initial weights on every rank and run
