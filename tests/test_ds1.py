@@ -62,9 +62,9 @@ def test_layer_tokenizer_refuses_bad_input():
 def test_layer_dit_starts_at_zero_and_learns_per_layer(dataset):
     geo = Geometry.official(dataset)
     layers = tuple((geo.layers[i].n_alpha, geo.layers[i].n_r) for i in geo.relevant_layers)
-    cfg = LayerDiTConfig(layers=layers, patch=(1, 5, 4), dim=32, depth=1, heads=2, cond_dim=1)
+    cfg = LayerDiTConfig.for_layers(layers, patch=(1, 5, 4), dim=32, depth=1, heads=2, cond_dim=1)
     net = voxel_network(cfg.to_dict())  # the dict round trip the checkpoint uses
-    assert isinstance(net, LayerDiT) and net.cfg == cfg and cfg.grid == (geo.n_voxels,)
+    assert isinstance(net, LayerDiT) and net.cfg == cfg and cfg.grid == (1, 1, geo.n_voxels)
     x, t, c = torch.randn(4, geo.n_voxels), torch.rand(4), torch.randn(4, 1)
     assert torch.equal(net(x, t, c), torch.zeros_like(x))
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
@@ -76,7 +76,7 @@ def test_layer_dit_starts_at_zero_and_learns_per_layer(dataset):
         opt.step()
     assert loss.item() < 0.5 * target.pow(2).mean().item()
     with pytest.raises(CaloforgeError, match="z patch must be 1"):
-        LayerDiTConfig(layers=layers, patch=(2, 5, 4))
+        LayerDiTConfig.for_layers(layers, patch=(2, 5, 4))
 
 
 @pytest.mark.parametrize("preset", ["atlas-ds1-photons", "atlas-ds1-pions"])

@@ -61,7 +61,7 @@ def dit_config(recipe: Recipe, geometry: Geometry, cond_dim: int):
         if recipe.model.grid is not None:
             raise ConfigError(f"recipe {recipe.name}: model.grid: geometry {geometry.name} is irregular (tokenised "
                               f"layer by layer); leave model.grid unset")
-        return LayerDiTConfig(layers=layers, cond_dim=int(cond_dim), **recipe.model.dit_kwargs())
+        return LayerDiTConfig.for_layers(layers, cond_dim=int(cond_dim), **recipe.model.dit_kwargs())
     from caloforge.models.dit import DiTConfig
 
     return DiTConfig(grid=grid_of(geometry, recipe), cond_dim=int(cond_dim), **recipe.model.dit_kwargs())
@@ -90,7 +90,7 @@ def build_network(model_config: dict | object):
 
 
 def voxel_grid(model_config: dict) -> tuple[int, int, int]:
-    """(Z, A, R) of the voxel network described by a ``network_config`` dict ((V,) for a layer-group DiT)."""
+    """(Z, A, R) of the voxel network described by a ``network_config`` dict ((1, 1, V) for a layer-group DiT)."""
     from caloforge.models.layer_dit import voxel_config
 
     cfg = model_config["voxel"] if model_config.get("kind") == "two_stage" else model_config
