@@ -156,3 +156,17 @@ def test_threshold_step_that_is_not_the_official_one_is_noted():
     assert threshold_mismatch([{"kind": "threshold", "value": 0.0151515}], ds2) is None
     note = threshold_mismatch([{"kind": "threshold", "value": 0.0151515}, {"kind": "log"}], ds1)
     assert note is not None and "1 MeV" in note and "calochallenge-1-photons" in note
+
+
+def test_two_stage_recipe_on_ds1_builds_a_layer_group_voxel_stage():
+    from caloforge.training.build import build_network, network_config, voxel_grid
+    from caloforge.training.config import load_recipe
+
+    geo = Geometry.official("1-pions")
+    recipe = load_recipe("tiny-fm-2s", ["model.patch=[1,5,4]"])
+    cfg = network_config(recipe, geo, 1)
+    net = build_network(cfg)
+    assert isinstance(net.voxel, LayerDiT) and voxel_grid(cfg) == (1, 1, 533)
+    assert build_network(cfg).voxel.cfg == net.voxel.cfg  # rebuilt from the checkpointed dict
+    with pytest.raises(CaloforgeError, match="model.grid"):
+        network_config(load_recipe("ds1-pions", ["model.grid=[7,10,16]"]), geo, 1)
