@@ -64,7 +64,7 @@ def cached_split(data: Path, work: Path, seed: int = SPLIT_SEED, fractions=SPLIT
     if (man_path.is_file() and all(p.is_file() for p in paths.values())
             and json.loads(man_path.read_text()) == manifest):
         return paths
-    made = split_file(data, out_dir=out, fractions=fractions, seed=seed)
+    made = split_file(data, out_dir=out, fractions=fractions, seed=seed, force=True)  # a cache we own
     atomic_write(man_path, json.dumps(manifest, indent=1))
     return {k: Path(v) for k, v in made.items()}
 
@@ -123,16 +123,10 @@ def headline(metrics: dict) -> dict:
 
 
 def atomic_write(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from caloforge.outputs import atomic_write_text
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, text)
 
 
 def append_row(path: Path, row: dict, preamble: str) -> None:

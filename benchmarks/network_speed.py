@@ -137,13 +137,10 @@ def render(rows: list[dict], load_before, load_after, wall_s: float, command: st
 
 
 def write_atomic(path: Path, text: str) -> None:
+    from caloforge.outputs import atomic_write_text
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_text(path, text)
 
 
 def main(argv: list[str] | None = None) -> int:

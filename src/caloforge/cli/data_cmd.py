@@ -18,10 +18,17 @@ def _fractions(text: str) -> tuple[float, ...]:
         raise ConfigError(f"--fractions: expected comma-separated numbers like 0.8,0.1,0.1, found {text!r}") from None
 
 
+def _geometry(text: str) -> str:
+    if text in _GEOMETRY_CHOICES or text.endswith(".xml"):
+        return text
+    raise argparse.ArgumentTypeError(f"expected one of {', '.join(_GEOMETRY_CHOICES)} or a binning .xml file, "
+                                     f"found {text!r}")
+
+
 def _add_geometry(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--geometry", choices=_GEOMETRY_CHOICES, default=None,
-                   help="official CaloChallenge binning to check against (default: the file's recorded geometry, "
-                        "else the official one with the file's voxel count)")
+    p.add_argument("--geometry", type=_geometry, default=None, metavar="{1-photons,1-pions,2,3,BINNING.xml}",
+                   help="official CaloChallenge binning, or a binning XML in the official format, to check against "
+                        "(default: the file's recorded geometry, else the official one with the file's voxel count)")
 
 
 def register(sub) -> None:
@@ -46,10 +53,12 @@ def register(sub) -> None:
 
     s = dsub.add_parser("split", help="seeded train/val/test split into DIR/<stem>_{train,val,test}.h5")
     s.add_argument("file", help="HDF5 shower file in the CaloChallenge layout")
-    s.add_argument("--out", required=True, help="output directory (created if missing)")
+    s.add_argument("--out", required=True, help="output directory (created if missing; existing parts are kept "
+                                                "unless --force)")
     s.add_argument("--fractions", default="0.8,0.1,0.1",
                    help="train,val,test fractions summing to 1 (default 0.8,0.1,0.1; two values give train,test)")
     s.add_argument("--seed", type=int, default=0, help="seed of the permutation (default 0)")
+    s.add_argument("--force", action="store_true", help="replace existing parts (the source is never replaced)")
     _add_geometry(s)
     s.set_defaults(func=_split)
 
@@ -84,7 +93,7 @@ def _split(args) -> int:
 
     fractions = check_fractions(_fractions(args.fractions))  # before creating the output directory
     parts = split_file(args.file, out_dir=args.out, fractions=fractions, seed=args.seed,
-                       geometry=args.geometry, progress_bar=True)
+                       geometry=args.geometry, progress_bar=True, force=args.force)
     for name, path in parts.items():
         print(f"{name}: {path}")
     return 0

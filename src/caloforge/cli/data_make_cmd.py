@@ -18,7 +18,8 @@ def register(dsub) -> None:
     m.add_argument("--energy-range", type=_energy_range_gev, default=(1.0, 100.0),
                    help="incident energies LOW:HIGH in GeV, sampled log-uniform (default 1:100)")
     m.add_argument("--seed", type=int, default=0, help="random seed; same seed, same file (default 0)")
-    m.add_argument("--out", required=True, help="output HDF5 file (written atomically)")
+    m.add_argument("--out", required=True, help="output HDF5 file (written atomically; never replaced without --force)")
+    m.add_argument("--force", action="store_true", help="replace --out if it exists")
     m.add_argument("--chunk", type=int, default=1000, help="showers generated and written per step (default 1000)")
     m.set_defaults(func=_make)
 
@@ -27,6 +28,7 @@ def register(dsub) -> None:
 
 
 def _make(args) -> int:
+    from caloforge.outputs import check_output, clean_stale_temps
     from caloforge.simulate.detector_yaml import resolve_detector
     from caloforge.simulate.ds1 import DS1_PRESETS, make_ds1_file
     from caloforge.simulate.generate import make_file
@@ -34,6 +36,8 @@ def _make(args) -> int:
     lo, hi = args.energy_range
     if not (0 < lo <= hi):
         raise ConfigError(f"--energy-range: expected 0 < LOW <= HIGH GeV, found {lo:g}:{hi:g}")
+    out = check_output(args.out, force=args.force, what="--out")
+    clean_stale_temps(out.parent)
     if args.detector in DS1_PRESETS:  # dataset-1 layers: irregular binning, discrete energies
         path = make_ds1_file(args.detector, args.n, args.out, energy_range=(lo * 1e3, hi * 1e3), seed=args.seed,
                              chunk=args.chunk, show_progress=True)

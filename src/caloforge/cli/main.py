@@ -53,6 +53,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("caloforge: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        from pathlib import Path
+
+        from caloforge.outputs import disk_error_message
+
+        msg = disk_error_message(Path(exc.filename or "."), exc)
+        if msg is None:
+            raise
+        print(f"caloforge: error: {msg}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -18,6 +18,9 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="run directory (checkpoints, metrics.jsonl, config.yaml)")
     p.add_argument("--steps", type=int, default=None, help="total optimiser steps (overrides train.steps)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
+    p.add_argument("--outside-energy-range", choices=("error", "warn"), default="error",
+                   help="incident energies in --data/--val outside the recipe's data.energy_range_mev: refuse "
+                        "(default) or warn and train anyway")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="recipe overrides, e.g. train.lr=1e-3")
     p.set_defaults(func=_run)
 
@@ -28,7 +31,8 @@ def _run(args) -> int:
     from caloforge.training.trainer import train
 
     recipe = load_recipe(args.recipe, args.overrides)
-    result = train(recipe, args.data, args.out, val_path=args.val, steps=args.steps, device=args.device)
+    result = train(recipe, args.data, args.out, val_path=args.val, steps=args.steps, device=args.device,
+                   outside_energy_range=args.outside_energy_range)
     if not env_dist_info().is_main:
         return 0 if result.completed else 1
     if result.completed:

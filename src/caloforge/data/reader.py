@@ -48,9 +48,14 @@ def batch_rows_for(n_voxels: int, target_bytes: int = 64 * 2**20) -> int:
 
 
 def resolve_geometry(geometry: Geometry | str | None) -> Geometry | None:
-    """A Geometry from a Geometry, an official dataset key ('2', '3', '1-photons', '1-pions') or None."""
+    """A Geometry from a Geometry, an official dataset key ('2', '3', '1-photons', '1-pions'), a binning XML path
+    or None."""
     if geometry is None or isinstance(geometry, Geometry):
         return geometry
+    if str(geometry).endswith(".xml"):
+        if not Path(geometry).is_file():
+            raise DataError(f"{geometry}: binning XML file not found")
+        return Geometry.from_xml(geometry)
     return Geometry.official(str(geometry))
 
 
@@ -103,10 +108,11 @@ class ShowerFile:
             raise DataError(f"{self._label}: '{name}': expected a dataset, found a {type(obj).__name__}")
         return obj
 
-    def _check_column(self, name: str, kind: str, n: int | None) -> h5py.Dataset:
+    def _check_column(self, name: str, kind: str, n: int | None, flat_ok: bool = False) -> h5py.Dataset:
         ds = self._dataset(name)
-        if ds.ndim != 2 or ds.shape[1] != 1:
-            raise DataError(f"{self._label}: dataset '{name}': expected shape (N, 1), found {ds.shape}")
+        if not (ds.ndim == 2 and ds.shape[1] == 1) and not (flat_ok and ds.ndim == 1):
+            expected = "(N, 1) or (N,)" if flat_ok else "(N, 1)"
+            raise DataError(f"{self._label}: dataset '{name}': expected shape {expected}, found {ds.shape}")
         if not schema.is_kind(ds.dtype, kind):
             raise DataError(f"{self._label}: dataset '{name}': expected {schema.kind_name(kind)} dtype, "
                             f"found {ds.dtype}")
@@ -138,8 +144,10 @@ class ShowerFile:
         if schema.ATTR_DETECTOR_NAMES in self.attrs:
             schema.check_detector_names(label, self.attrs[schema.ATTR_DETECTOR_NAMES])
         self.extras = tuple(name for name in schema.EXTRAS if name in self._h5)
-        for name in self.extras:
-            self._check_column(name, schema.EXTRAS[name], n)
+        for name in self.extras:  # real files often store per-shower columns flat, as (N,)
+            self._check_column(name, schema.EXTRAS[name], n, flat_ok=True)
+        #: Other top-level datasets and groups (provenance, ids, ...): accepted, reported, never read.
+        self.other = tuple(sorted(set(self._h5.keys()) - {schema.ENERGIES, schema.SHOWERS} - set(self.extras)))
         self.n, self.n_voxels, self.geometry = int(n), int(n_voxels), geometry
         self.chunk_rows = showers.chunks[0] if showers.chunks else None
 
@@ -171,7 +179,10 @@ class ShowerFile:
         if self._memory is not None:
             return self._memory[name][rows]
         try:
-            return self._open()[name][rows, 0] if isinstance(rows, slice) else self._open()[name][rows][:, 0]
+            ds = self._open()[name]
+            if ds.ndim == 1:
+                return ds[rows]
+            return ds[rows, 0] if isinstance(rows, slice) else ds[rows][:, 0]
         except OSError as exc:
             raise DataError(f"{self._label}: dataset '{name}': cannot read rows ({' '.join(str(exc).split())})") from None
 

@@ -84,6 +84,9 @@ def decode_attr(label: str, key: str, value: Any) -> Any:
             return json.loads(value)
         except json.JSONDecodeError as exc:
             raise DataError(f"{label}: attribute '{key}': expected JSON text, found invalid JSON ({exc})") from None
+        except RecursionError:
+            raise DataError(f"{label}: attribute '{key}': expected JSON text of a sane depth, found JSON nested "
+                            f"too deeply to read") from None
     return value
 
 

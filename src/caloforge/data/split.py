@@ -8,6 +8,7 @@ stays at one batch and every compressed chunk is decompressed once. Rows keep th
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from caloforge.data.reader import ShowerFile, batch_rows_for
 from caloforge.data.validate import check_batch, maybe_progress, n_detectors_of
 from caloforge.data.writer import ShowerWriter
 from caloforge.errors import ConfigError, DataError
+from caloforge.outputs import check_output, clean_stale_temps, ensure_free_space
 
 PART_NAMES = {2: ("train", "test"), 3: ("train", "val", "test")}
 
@@ -58,7 +60,7 @@ def default_out_paths(path: Path, out_dir: Path, n_parts: int) -> dict[str, Path
     return {name: out_dir / f"{path.stem}_{name}.h5" for name in PART_NAMES[n_parts]}
 
 
-def _targets(path: Path, out_dir, out_paths, names: tuple[str, ...]) -> dict[str, Path]:
+def _targets(path: Path, out_dir, out_paths, names: tuple[str, ...], force: bool) -> dict[str, Path]:
     if out_paths is None:
         if out_dir is None:
             raise ConfigError("split: expected an output directory or explicit output paths, found neither")
@@ -70,7 +72,19 @@ def _targets(path: Path, out_dir, out_paths, names: tuple[str, ...]) -> dict[str
     resolved = [t.resolve() for t in targets.values()]
     if path.resolve() in resolved or len(set(resolved)) != len(resolved):
         raise ConfigError(f"split: output paths must differ from each other and from the source {path}")
+    for name, t in targets.items():
+        if t.parent.is_dir():  # a folder still to be created holds nothing to overwrite
+            check_output(t, force=force, inputs=[path], what=f"{name} part")
     return targets
+
+
+def _stored_bytes_per_row(path: Path, n: int) -> float | None:
+    """The source's stored bytes per shower when its showers are gzip-compressed like the parts, else None."""
+    import h5py
+
+    with h5py.File(path, "r") as h5:
+        gzip = h5[schema.SHOWERS].compression == "gzip"
+    return os.path.getsize(path) / max(n, 1) if gzip else None
 
 
 def split_file(
@@ -82,12 +96,15 @@ def split_file(
     geometry: Geometry | str | None = None,
     batch_size: int | None = None,
     progress_bar: bool = False,
+    force: bool = False,
 ) -> dict[str, Path]:
-    """Write the parts (``<out_dir>/<stem>_train.h5``, ``_val.h5``, ``_test.h5`` or ``out_paths``); all or none."""
+    """Write the parts (``<out_dir>/<stem>_train.h5``, ``_val.h5``, ``_test.h5`` or ``out_paths``); all or none.
+
+    An existing part is replaced only with ``force``; the source is never written onto."""
     path = Path(path)
     fr = check_fractions(fractions)
     names = PART_NAMES[len(fr)]
-    targets = _targets(path, out_dir, out_paths, names)
+    targets = _targets(path, out_dir, out_paths, names, force)
     with ShowerFile(path, geometry=geometry) as f:  # layout checked before anything is created
         sizes = split_sizes(f.n, fr)
         if min(sizes) == 0:
@@ -98,6 +115,10 @@ def split_file(
                 folder.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise DataError(f"{folder}: cannot create the output directory ({exc.strerror or exc})") from None
+            clean_stale_temps(folder)
+        row_bytes = _stored_bytes_per_row(path, f.n)
+        if row_bytes is not None:  # gzip parts of a gzip source hold about the source's bytes
+            ensure_free_space(next(iter(targets.values())), int(row_bytes * f.n), what="the split")
         part = split_assignment(f.n, fr, seed)
         n_det = n_detectors_of(f)
         writers: list[ShowerWriter] = []
@@ -107,7 +128,8 @@ def split_file(
                 provenance = {"source": str(path), "seed": int(seed), "fractions": list(fr), "part": name,
                               "n_source": f.n}
                 attrs = {**f.attrs, schema.ATTR_SPLIT: provenance}
-                writers.append(ShowerWriter(targets[name], f.n_voxels, f.geometry, attrs, f.extras, sizes[k]))
+                writers.append(ShowerWriter(targets[name], f.n_voxels, f.geometry, attrs, f.extras, sizes[k],
+                                            bytes_per_row=row_bytes))
             with maybe_progress(progress_bar, "split", f.n) as bar:
                 for batch in f.iter_batches(batch_size or batch_rows_for(f.n_voxels), with_extras=True):
                     check_batch(str(path), batch, n_det)

@@ -14,7 +14,7 @@ import numpy as np
 
 from caloforge.data.geometry import Geometry
 from caloforge.data.reader import ShowerFile, batch_rows_for
-from caloforge.data.validate import maybe_progress
+from caloforge.data.validate import check_batch, maybe_progress, n_detectors_of, require_geometry
 from caloforge.errors import DataError
 
 _SPARK = "▁▂▃▄▅▆▇█"
@@ -64,16 +64,24 @@ def summarize(
     threshold: float | None = None,
     batch_size: int | None = None,
     progress_bar: bool = False,
+    require_known_geometry: bool = True,
 ) -> dict:
-    """Streamed statistics of a shower file as a JSON-serialisable dict (energies in GeV or MeV as named)."""
+    """Streamed statistics of a shower file as a JSON-serialisable dict (energies in GeV or MeV as named).
+
+    Every value is checked as in ``data validate`` on the way (a NaN or inf would make every number wrong), and a
+    voxel count of no known geometry is refused unless ``require_known_geometry`` is False."""
     with ShowerFile(path, geometry=geometry) as f:
+        if require_known_geometry:
+            require_geometry(f)
         if f.n == 0:
             raise DataError(f"{path}: dataset 'showers': expected at least one shower, found 0")
         geo = f.geometry
         thr = float(threshold if threshold is not None else (geo.threshold_mev if geo else 0.0))
         acc = _Accumulator(geo, thr)
+        n_det = n_detectors_of(f)
         with maybe_progress(progress_bar, "inspect", f.n) as bar:
-            for batch in f.iter_batches(batch_size or batch_rows_for(f.n_voxels)):
+            for batch in f.iter_batches(batch_size or batch_rows_for(f.n_voxels), with_extras=True):
+                check_batch(str(path), batch, n_det)
                 acc.add(batch.energies, batch.showers)
                 bar.update(len(batch))
         e_gev = f.energies() / 1e3
@@ -98,6 +106,7 @@ def summarize(
             "relevant_layers": list(geo.relevant_layers) if geo else None,
             "radial_profile_mev": (acc.radial_sum / acc.n).tolist() if acc.radial_sum is not None else None,
             "extras": extras,
+            "other_datasets": list(f.other),
             "attrs": {k: v if isinstance(v, (int, float, bool)) else str(v) for k, v in f.attrs.items()},
         }
 
@@ -166,6 +175,8 @@ def format_summary(d: dict, ascii_only: bool | None = None) -> str:
         text = ", ".join(f"{k}={v}" for k, v in stats["counts"].items()) if "counts" in stats else (
             f"{stats['min']:.4g} .. {stats['max']:.4g} (mean {stats['mean']:.4g})")
         rows.append((name, text))
+    if d.get("other_datasets"):
+        rows.append(("other data", ", ".join(d["other_datasets"]) + " (not read by caloforge)"))
     for key, value in d["attrs"].items():
         text = str(value)
         rows.append((f"attr {key}", text if len(text) <= 100 else text[:97] + "..."))

@@ -1,7 +1,8 @@
 """Writing shower files in the official CaloChallenge layout, atomically and in streamed chunks.
 
-The file is built as ``<dir>/.<name>.tmp-<pid>`` and renamed onto ``<name>`` only when complete, so a crash, a
-bad value or an interrupt never leaves a half-written file under the final name. Values are checked before they
+The file is built under ``caloforge.outputs.temp_name`` (a hidden sibling naming the process, so the next start
+removes it if the process was killed) and renamed onto ``<name>`` only when complete, so a crash, a bad value, a
+full disk or an interrupt never leaves a half-written file under the final name, nor a temporary file. Values are checked before they
 are written (energies finite and > 0, showers finite and >= 0): caloforge never writes a file it would reject.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +21,7 @@ from caloforge.data import schema
 from caloforge.data.geometry import Geometry
 from caloforge.data.validate import check_values
 from caloforge.errors import CaloforgeError, DataError
+from caloforge.outputs import OutputError, disk_error_message, temp_name
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -33,13 +36,14 @@ def chunk_rows_for(n_voxels: int, expected_n: int | None = None) -> int:
     return max(1, min(rows, expected_n)) if expected_n else rows
 
 
-def temp_path_for(path: Path) -> Path:
-    """The temporary sibling a file is written to before the atomic rename."""
-    return path.parent / f".{path.name}.tmp-{os.getpid()}"
-
-
 def _oneline(exc: BaseException) -> str:
     return " ".join((getattr(exc, "strerror", None) or str(exc)).split())
+
+
+def _write_error(path: Path, exc: Exception) -> CaloforgeError:
+    """One line for a failed write: the full-disk line of ``caloforge.outputs``, else the HDF5 reason."""
+    full = disk_error_message(path, exc)
+    return OutputError(full) if full else CaloforgeError(f"{path}: cannot write the output file ({_oneline(exc)})")
 
 
 class ShowerWriter:
@@ -58,8 +62,10 @@ class ShowerWriter:
         expected_n: int | None = None,
         compression: str | None = "gzip",
         compression_level: int = 4,
+        bytes_per_row: float | None = None,
     ):
         self.path = Path(path)
+        self._row_bytes_hint = bytes_per_row  # expected stored bytes per shower (free-space check of the 1st batch)
         self.n_voxels = int(n_voxels)
         self.extras = tuple(extras)
         self.expected_n = expected_n
@@ -81,11 +87,14 @@ class ShowerWriter:
         parent = self.path.parent
         if not parent.is_dir():
             raise CaloforgeError(f"{path}: cannot write the output file: directory {parent} does not exist")
-        self._tmp = temp_path_for(self.path)
+        self._tmp = self.tmp_path = temp_name(self.path)
+        self._h5 = None
         try:
-            self._h5 = h5py.File(self._tmp, "w")
+            # no chunk cache: every write reaches the disk inside the call that can report its failure
+            self._h5 = h5py.File(self._tmp, "w", rdcc_nbytes=0)
         except OSError as exc:
-            raise CaloforgeError(f"{path}: cannot write the output file ({_oneline(exc)})") from None
+            self.abort()
+            raise _write_error(self.path, exc) from None
         try:
             self._create(attrs, compression, compression_level)
         except BaseException:
@@ -140,15 +149,34 @@ class ShowerWriter:
         if n == 0:
             return
         lo, hi = self.n_written, self.n_written + n
+        self._check_room(n)
         try:
             for name, block in ((schema.ENERGIES, e.reshape(n, 1)), (schema.SHOWERS, s),
                                 *((k, v.reshape(n, 1)) for k, v in cols.items())):
                 ds = self._h5[name]
                 ds.resize(hi, axis=0)
                 ds[lo:hi] = block
-        except OSError as exc:
-            raise CaloforgeError(f"{self._label}: cannot write the output file ({_oneline(exc)})") from None
+                del ds
+            self._h5.flush()  # write errors surface here, not later in a destructor that cannot report them
+        except (OSError, RuntimeError) as exc:  # h5py raises RuntimeError for a failed flush
+            self.abort()  # at once: a broken HDF5 file must not live on (h5py would crash closing it at exit)
+            raise _write_error(self.path, exc) from None
         self.n_written = hi
+
+    def _check_room(self, n: int) -> None:
+        """Refuse, before HDF5 sees a full disk, a batch that may not fit: its size is estimated from the bytes per
+        row written so far or ``bytes_per_row`` (x1.5 margin), else uncompressed, plus 1 MiB of metadata."""
+        if self.n_written:
+            per_row = 1.5 * self._tmp.stat().st_size / self.n_written
+        else:
+            per_row = 1.5 * self._row_bytes_hint if self._row_bytes_hint else 4 * (self.n_voxels + 1 + len(self.extras))
+        need = int(n * per_row) + 2**20
+        free = shutil.disk_usage(self._tmp.parent).free
+        if need > free:
+            self.abort()
+            raise OutputError(f"{self.path}: not enough free space: the next {n} showers need about "
+                              f"{need / 1e6:.1f} MB but only {free / 1e6:.1f} MB are free there; free some space or "
+                              f"choose another folder")
 
     def close(self) -> Path:
         """Finish the file and move it into place; returns the final path."""
@@ -161,14 +189,20 @@ class ShowerWriter:
             self._h5.close()
             self._h5 = None
             os.replace(self._tmp, self.path)
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:
             self.abort()
-            raise CaloforgeError(f"{self._label}: cannot write the output file ({_oneline(exc)})") from None
+            raise _write_error(self.path, exc) from None
         return self.path
 
     def abort(self) -> None:
-        """Discard the partial file."""
+        """Discard the partial file.
+
+        On a full disk HDF5 cannot flush its metadata when closing, leaves the file half-open and crashes the
+        interpreter at exit (segfault). Truncating the doomed file first frees its space, so the close succeeds.
+        """
         if self._h5 is not None:
+            with contextlib.suppress(OSError):
+                os.truncate(self._tmp, 0)
             with contextlib.suppress(Exception):  # closing a broken file must not hide the original error
                 self._h5.close()
             self._h5 = None

@@ -8,8 +8,6 @@ LaTeX. The reference is a grey filled histogram; each generated file has its own
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import numpy as np
 from matplotlib.colors import LogNorm
 
 from caloforge.data.geometry import Geometry
+from caloforge.outputs import atomic_write_bytes
 
 REF_COLOUR = "0.55"
 GEN_COLOURS = ("tab:red", "tab:blue", "tab:green", "tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:cyan")
@@ -209,16 +208,7 @@ def roc_curves(curves: list[tuple[str, np.ndarray, np.ndarray, float]]) -> plt.F
 
 def write_atomic(path: str | Path, data: bytes) -> None:
     """Write to a temporary file in the same folder, then rename: no half-written output, ever."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_bytes(path, lambda f: f.write(data))
 
 
 def save_png(fig: plt.Figure, path: str | Path) -> None:

@@ -7,40 +7,21 @@ either the previous or the new checkpoint, never a torn one. Only the last K are
 
 from __future__ import annotations
 
-import os
+import io
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from caloforge.errors import CaloforgeError
+from caloforge.outputs import atomic_write_bytes, atomic_write_text, ensure_free_space
 
 CKPT_DIR = "checkpoints"
 LATEST = "latest"
 FORMAT = "caloforge-checkpoint-1"
-
-
-def atomic_write_bytes(path: Path, write_fn) -> None:
-    """Call write_fn(file_object) on a temporary file next to path, then rename it over path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write_fn(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, lambda f: f.write(text.encode()))
+#: Entries every checkpoint written by ``save_checkpoint`` from a training run carries.
+REQUIRED_KEYS = ("step", "config", "model", "model_config", "geometry", "objective", "chain", "encoder")
 
 
 # ---- plain-type conversion (numpy arrays are not allowed by weights_only loading) ----------------------------------
@@ -103,7 +84,11 @@ def save_checkpoint(run_dir: str | Path, step: int, payload: dict, keep: int = 3
     ckdir = Path(run_dir) / CKPT_DIR
     path = ckdir / checkpoint_name(step)
     data = to_plain({**payload, "format": FORMAT, "step": int(step)})
-    atomic_write_bytes(path, lambda f: torch.save(data, f))
+    buf = io.BytesIO()  # serialised first: the size is known, so a full disk is refused before the write
+    torch.save(data, buf)
+    ckdir.mkdir(parents=True, exist_ok=True)
+    ensure_free_space(path, buf.getbuffer().nbytes, what="the checkpoint")
+    atomic_write_bytes(path, lambda f: f.write(buf.getbuffer()))
     atomic_write_text(ckdir / LATEST, path.name + "\n")
     olds = sorted(p for p in ckdir.glob("step_*.pt") if p.name != path.name)
     for p in olds[: max(len(olds) - (keep - 1), 0)]:
@@ -138,12 +123,19 @@ def resolve_checkpoint(run_dir_or_file: str | Path) -> Path:
 def load_checkpoint(run_dir_or_file: str | Path, map_location="cpu") -> dict:
     """Load a checkpoint dict with weights_only=True (no arbitrary code runs while loading)."""
     path = resolve_checkpoint(run_dir_or_file)
+    if path.stat().st_size == 0:
+        raise CaloforgeError(f"{path}: not a caloforge checkpoint (the file is empty)")
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for corrupt files
-        raise CaloforgeError(f"{path}: cannot load checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+        first = (str(exc).strip().splitlines() or ["no detail"])[0]
+        raise CaloforgeError(f"{path}: cannot load checkpoint ({type(exc).__name__}: {first})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise CaloforgeError(f"{path}: not a caloforge checkpoint (format: expected {FORMAT!r}, found {found!r})")
+    missing = [k for k in REQUIRED_KEYS if k not in data]
+    if missing:
+        raise CaloforgeError(f"{path}: incomplete caloforge checkpoint (missing: {', '.join(missing)}); it was not "
+                             f"written by caloforge train")
     data["path"] = str(path)
     return data

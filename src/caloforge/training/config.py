@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -20,9 +20,17 @@ from caloforge.errors import ConfigError
 
 Condition = Literal["energy", "phi", "theta", "detector"]
 
+# Upper bounds that no sane run exceeds: a typo (depth=100000) is refused at the door, not after minutes of work.
+_MAX_STEPS = 10**9
+_MAX_WIDTH = 16384
+_MAX_DEPTH = 512
+_SEED_MAX = 2**63 - 1  # what torch.manual_seed, numpy and Python's random all accept
+_Beta = Annotated[float, Field(ge=0, lt=1)]
+
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: every float setting must be finite (train.lr=.inf is refused, not trained to NaN)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class DataConfig(_Strict):
@@ -32,10 +40,10 @@ class DataConfig(_Strict):
     energy_range_mev: tuple[float, float] = (1.0e3, 1.0e6)
     # "file": the geometry stored in (or implied by the voxel count of) the training file; "official:2" etc.
     geometry: str = "file"
-    n_detectors: int = Field(1, ge=1)
-    ram_budget_mb: float = Field(2048.0, gt=0)  # files smaller than this are loaded once and pre-transformed
-    fit_max_showers: int = Field(100_000, ge=1)  # showers used to fit the transform chain statistics
-    val_max_showers: int = Field(2048, ge=1)
+    n_detectors: int = Field(1, ge=1, le=65536)
+    ram_budget_mb: float = Field(2048.0, gt=0, le=1e8)  # files smaller than this are loaded once and pre-transformed
+    fit_max_showers: int = Field(100_000, ge=1, le=10**9)  # showers used to fit the transform chain statistics
+    val_max_showers: int = Field(2048, ge=1, le=10**8)
 
     @field_validator("energy_range_mev")
     @classmethod
@@ -50,10 +58,10 @@ class ModelConfig(_Strict):
 
     grid: tuple[int, int, int] | None = None  # (n_z, n_alpha, n_r); None = from the geometry
     patch: tuple[int, int, int] = (5, 4, 3)
-    dim: int = Field(64, ge=1)
-    depth: int = Field(2, ge=1)
-    heads: int = Field(4, ge=1)
-    mlp_ratio: float = Field(4.0, gt=0)
+    dim: int = Field(64, ge=1, le=_MAX_WIDTH)
+    depth: int = Field(2, ge=1, le=_MAX_DEPTH)
+    heads: int = Field(4, ge=1, le=1024)
+    mlp_ratio: float = Field(4.0, gt=0, le=64)
     pos_embed: str = "sincos+rope"
     norm: str = "rmsnorm"
     qk_norm: bool = True
@@ -79,40 +87,40 @@ class ModelConfig(_Strict):
 
 class SamplerConfig(_Strict):
     solver: str | None = None  # None = the objective's default
-    steps: int | None = Field(None, ge=1)
+    steps: int | None = Field(None, ge=1, le=100_000)
 
 
 class EMAConfig(_Strict):
-    power: float = Field(0.7, gt=0)
+    power: float = Field(0.7, gt=0, le=100)
     max_decay: float = Field(0.9999, ge=0, le=1)
-    start: int = Field(0, ge=0)  # EMA copies the weights until this step
+    start: int = Field(0, ge=0, le=_MAX_STEPS)  # EMA copies the weights until this step
 
 
 class TrainConfig(_Strict):
-    steps: int = Field(1000, ge=1)
-    batch_size: int = Field(64, ge=1)  # global: split over DDP ranks and accumulation shards
-    grad_accum: int = Field(1, ge=1)
-    lr: float = Field(5e-4, gt=0)
-    betas: tuple[float, float] = (0.9, 0.95)
-    weight_decay: float = Field(1e-5, ge=0)
-    warmup_steps: int = Field(0, ge=0)
+    steps: int = Field(1000, ge=1, le=_MAX_STEPS)
+    batch_size: int = Field(64, ge=1, le=2**20)  # global: split over DDP ranks and accumulation shards
+    grad_accum: int = Field(1, ge=1, le=65536)
+    lr: float = Field(5e-4, gt=0, le=10)
+    betas: tuple[_Beta, _Beta] = (0.9, 0.95)
+    weight_decay: float = Field(1e-5, ge=0, le=100)
+    warmup_steps: int = Field(0, ge=0, le=_MAX_STEPS)
     schedule: Literal["cosine", "wsd", "constant"] = "cosine"
     decay_fraction: float = Field(0.2, gt=0, le=1)  # WSD: final fraction of the steps spent decaying
     min_factor: float = Field(0.0, ge=0, le=1)  # lr floor as a fraction of lr
     grad_clip: float | None = Field(1.0, gt=0)
     ema: EMAConfig = EMAConfig()
-    ckpt_every: int = Field(1000, ge=1)
-    keep_checkpoints: int = Field(3, ge=1)
-    val_every: int = Field(500, ge=1)
+    ckpt_every: int = Field(1000, ge=1, le=_MAX_STEPS)
+    keep_checkpoints: int = Field(3, ge=1, le=10_000)
+    val_every: int = Field(500, ge=1, le=_MAX_STEPS)
     # in-loop quality: every val_every steps (with --val) the EMA model samples this many showers at the validation
     # energies; the Fréchet distance of their high-level features to the validation showers is logged (0 = off)
-    quality_showers: int = Field(0, ge=0)
-    log_every: int = Field(50, ge=1)
-    seed: int = 0
+    quality_showers: int = Field(0, ge=0, le=10**7)
+    log_every: int = Field(50, ge=1, le=_MAX_STEPS)
+    seed: int = Field(0, ge=0, le=_SEED_MAX)
     deterministic: bool = False
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     compile: bool = False
-    num_workers: int = Field(0, ge=0)
+    num_workers: int = Field(0, ge=0, le=1024)
     # ---- seams for fine-tuning, adaptation and distillation (docs/train.md "Starting from another run") ----
     init_from: str | None = None  # run directory or checkpoint whose weights start this run (not on resume)
     init_weights: Literal["ema", "raw"] = "ema"
@@ -138,9 +146,9 @@ class TrainConfig(_Strict):
 
 
 class PostprocessConfig(_Strict):
-    threshold_mev: float | None = None  # None = the geometry's official readout threshold
+    threshold_mev: float | None = Field(None, ge=0)  # None = the geometry's official readout threshold
     max_ratio: float = Field(2.7, gt=0)  # redraw showers with E_dep / E_inc above this
-    max_rounds: int = Field(10, ge=0)
+    max_rounds: int = Field(10, ge=0, le=10_000)
 
 
 def _objective_has_kind(v: dict) -> dict:
@@ -153,16 +161,16 @@ class LayerModelConfig(_Strict):
     """Optional first stage (CaloDREAM): a flow over the u-parametrised layer energies; the DiT then learns the
     showers conditioned on them (optionally layer-normalised), and the transforms apply to what the DiT learns."""
 
-    width: int = Field(256, ge=1)
-    depth: int = Field(4, ge=1)
+    width: int = Field(256, ge=1, le=_MAX_WIDTH)
+    depth: int = Field(4, ge=1, le=_MAX_DEPTH)
     objective: dict[str, Any] = Field(default_factory=lambda: {
         "kind": "flow", "prediction": "v", "loss_space": "v", "time_sampling": "logit_normal"})
     solver: str | None = None  # None = the objective's default
-    steps: int | None = Field(None, ge=1)
+    steps: int | None = Field(None, ge=1, le=100_000)
     loss_weight: float = Field(1.0, gt=0)
     max_dep: float = Field(2.0, gt=0)  # u0 = E_dep / (max_dep E_inc) must stay below 1
     alpha: float = Field(1.0e-6, gt=0, lt=0.5)  # logit(alpha + (1 - 2 alpha) u)
-    threshold_mev: float | None = None  # readout threshold before normalising; None = the geometry's
+    threshold_mev: float | None = Field(None, ge=0)  # readout threshold before normalising; None = the geometry's
     # False: the DiT learns the thresholded showers (in MeV before the transforms), conditioned on the layer codes,
     # and the layer sums are set to the layer model's at sampling; True: each layer normalised to unit sum
     # (CaloDREAM). False measured better on the shared Geant4 set (docs/fidelity.md)
@@ -270,7 +278,12 @@ def _format_error(label: str, exc: ValidationError) -> str:
     more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
     if err["type"].endswith("_type") or err["type"].endswith("_parsing") or "literal" in err["type"]:
         return f"{label}: {loc}: {msg.lower()}, found {found!r}{more}"
+    if err["type"] in _BOUND_ERRORS:  # "train.lr: Input should be a finite number, found inf"
+        return f"{label}: {loc}: {msg}, found {found!r}{more}"
     return f"{label}: {loc}: {msg}{more}"
+
+
+_BOUND_ERRORS = {"finite_number", "greater_than", "greater_than_equal", "less_than", "less_than_equal"}
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

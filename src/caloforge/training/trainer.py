@@ -23,12 +23,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from caloforge.data.reader import ShowerFile
+from caloforge.data.validate import check_energy_range, require_valid
 from caloforge.errors import CaloforgeError, ConfigError
 from caloforge.progress import progress
-from caloforge.training import distributed
+from caloforge.training import distributed, run_dir
 from caloforge.training.build import (
     autocast_context,
     build_network,
@@ -40,7 +40,6 @@ from caloforge.training.build import (
 )
 from caloforge.training.callbacks import SignalStop, TrainState
 from caloforge.training.checkpoint import (
-    atomic_write_text,
     capture_rng_state,
     latest_checkpoint,
     load_checkpoint,
@@ -48,7 +47,7 @@ from caloforge.training.checkpoint import (
     save_checkpoint,
     to_numpy,
 )
-from caloforge.training.config import Recipe, dump_recipe, load_recipe, recipe_differences
+from caloforge.training.config import Recipe, dump_recipe, load_recipe
 from caloforge.training.context import LossContext, uses_context
 from caloforge.training.data import (
     TrainBatches,
@@ -85,22 +84,6 @@ def _with_steps(recipe: Recipe, steps: int | None) -> Recipe:
     return recipe.model_copy(update={"train": recipe.train.model_copy(update={"steps": int(steps)})})
 
 
-def _check_run_dir(out: Path, recipe: Recipe) -> None:
-    """Refuse to resume a run directory trained with a different recipe (other than resume-free settings)."""
-    cfg_path = out / "config.yaml"
-    if not cfg_path.is_file():
-        return
-    try:
-        old = yaml.safe_load(cfg_path.read_text())
-    except yaml.YAMLError:
-        raise ConfigError(f"{cfg_path}: cannot parse the stored recipe; use a new --out directory") from None
-    diffs = recipe_differences(old or {}, recipe.to_dict())
-    if diffs:
-        more = f" and {len(diffs) - 1} more" if len(diffs) > 1 else ""
-        raise ConfigError(f"{cfg_path}: this run directory holds a run with a different recipe: {diffs[0]}{more} "
-                          f"(stored vs requested); use a new --out directory or the same settings")
-
-
 def _set_determinism(seed: int, deterministic: bool) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
@@ -129,8 +112,13 @@ class _Metrics:
     def write(self, record: dict) -> None:
         if not self.enabled:
             return
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        try:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as exc:  # a full disk is one line, not a traceback
+            from caloforge.outputs import OutputError, disk_error_message
+
+            raise OutputError(disk_error_message(self.path, exc) or f"{self.path}: cannot write ({exc})") from None
         if self.tb is not None:
             for k, v in record.items():
                 if k != "step" and isinstance(v, (int, float)):
@@ -170,10 +158,12 @@ def validation_loss(objective, net, x: np.ndarray, c: np.ndarray, grid, device, 
 
 
 def train(recipe: Recipe | str, data_path, out_dir, val_path=None, steps: int | None = None,
-          device: str = "auto", callbacks=()) -> TrainResult:
+          device: str = "auto", callbacks=(), outside_energy_range: str = "error") -> TrainResult:
     """Train (or resume, when out_dir holds a checkpoint) a recipe on a shower file; see the module docstring.
 
     ``callbacks``: extra loop callbacks (``caloforge.training.callbacks``) run after the built-in ones.
+    The files are validated first (``require_valid``); energies outside ``data.energy_range_mev`` are an error, or
+    a warning with ``outside_energy_range='warn'``. One process at a time writes a run directory (``run_dir``).
     """
     recipe = _with_steps(recipe if isinstance(recipe, Recipe) else load_recipe(recipe), steps)
     tc, out, data_path = recipe.train, Path(out_dir), Path(data_path)
@@ -181,15 +171,20 @@ def train(recipe: Recipe | str, data_path, out_dir, val_path=None, steps: int | 
     info = distributed.setup(dev)
     dev = distributed.local_device(dev, info)
     try:
-        return _train(recipe, tc, data_path, out, val_path, dev, info, list(callbacks))
+        with run_dir.RunDirLock(out, "train", enabled=info.is_main):
+            return _train(recipe, tc, data_path, out, val_path, dev, info, list(callbacks), outside_energy_range)
     finally:
         distributed.teardown(info)
 
 
-def _train(recipe, tc, data_path, out, val_path, dev, info, extra_callbacks) -> TrainResult:
+def _train(recipe, tc, data_path, out, val_path, dev, info, extra_callbacks, outside_energy_range="error"
+           ) -> TrainResult:
     distributed.per_rank_batch(tc.batch_size, info, tc.grad_accum)
-    _check_run_dir(out, recipe)
     ckpt_file = latest_checkpoint(out) if out.is_dir() else None
+    run_dir.check_recipe(out, recipe.to_dict(), ckpt_file is not None)
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        run_dir.remove_stale_temps(out)
     ckpt = load_checkpoint(ckpt_file) if ckpt_file else None
     _set_determinism(tc.seed, tc.deterministic)
 
@@ -197,15 +192,16 @@ def _train(recipe, tc, data_path, out, val_path, dev, info, extra_callbacks) -> 
         geometry = resolve_geometry(recipe.data, f)
     if info.is_main and (note := threshold_mismatch(recipe.transforms, geometry)):
         print(note, file=sys.stderr)
+    for opt_name, path in (("--data", data_path), ("--val", val_path)):
+        if path is not None:  # no NaN, inf, negative deposit or E <= 0 reaches the model
+            report = require_valid(path, geometry, what=opt_name)
+            check_energy_range(report, recipe.data.energy_range_mev, f"{opt_name} {path}", outside_energy_range)
     encoder = build_condition_encoder(recipe.data)
     model_cfg = network_config(recipe, geometry, encoder.dim)
     torch.manual_seed(tc.seed)  # same initial weights on every rank and run
     model = build_network(model_cfg).to(dev)
     objective = build_objective(recipe.objective)
     seams = Seams(recipe, model, objective, ckpt, dev)  # init_from / freeze / teacher: checked before any file
-    if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "config.yaml", dump_recipe(recipe))
     from caloforge.transforms.chain import Chain
 
     coder = _layer_coder(recipe, geometry, data_path, ckpt if ckpt is not None else seams.chain_source)
@@ -261,6 +257,7 @@ def _train(recipe, tc, data_path, out, val_path, dev, info, extra_callbacks) -> 
                        "rng": capture_rng_state(), "last_loss": last_loss,
                        "data": {"n": data.n, "seed": tc.seed, "epoch": pos.epoch, "index": pos.index,
                                 "batches_per_epoch": data.batches_per_epoch}}
+            run_dir.store_recipe(out, dump_recipe(recipe))  # with the checkpoint, never before: see run_dir
             path = save_checkpoint(out, step_done, payload, keep=tc.keep_checkpoints)
         distributed.barrier(info)
         return path
@@ -296,8 +293,9 @@ def _train(recipe, tc, data_path, out, val_path, dev, info, extra_callbacks) -> 
                     (loss / tc.grad_accum).backward()
                 loss_sum += float(loss.detach())
             if not math.isfinite(loss_sum):
-                raise CaloforgeError(f"recipe {recipe.name}: step {step}: training loss is not finite ({loss_sum}); "
-                                     f"lower train.lr or check the transforms")
+                raise CaloforgeError(f"recipe {recipe.name}: step {step}: training loss is not finite ({loss_sum}) "
+                                     f"on the batch of {data_path} rows {_rows_text(data, step, info)}; "
+                                     f"nothing of this step was saved; lower train.lr or check the transforms")
             grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip))
             opt.step()
             ema.update(model, step)
@@ -348,6 +346,12 @@ def _call(callbacks, hook: str, state, keep_all: bool = False) -> list:
         if keep_all or r:
             results.append(r)
     return results
+
+
+def _rows_text(data: TrainBatches, step: int, info) -> str:
+    rows = data.global_rows(step)[info.rank * data.local_batch:(info.rank + 1) * data.local_batch]
+    shown = ", ".join(str(int(r)) for r in sorted(rows)[:8])
+    return f"[{shown}{', ...' if len(rows) > 8 else ''}] ({len(rows)} rows)"
 
 
 def _ema_val_loss(objective, model, ema: EMA, val, grid, dev, layer_weight=None, ctx=None) -> float:

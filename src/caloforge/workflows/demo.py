@@ -83,7 +83,7 @@ def run_demo(settings: DemoSettings, log=print) -> dict:
     parts = {k: split_dir / f"{source.stem}_{k}.h5" for k in ("train", "val", "test")}
     if _stage(settings, "split", parts["test"], log):
         split_dir.mkdir(parents=True, exist_ok=True)
-        split_file(source, out_paths=parts, fractions=settings.fractions, seed=settings.seed)
+        split_file(source, out_paths=parts, fractions=settings.fractions, seed=settings.seed, force=True)  # own dir
 
     # 3. train (resumes from the last checkpoint when the run folder exists)
     run_dir = out / "run"
