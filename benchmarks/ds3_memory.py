@@ -7,8 +7,8 @@ maximum resident set size, the wall time and the 1-minute load average at the st
 
     python benchmarks/ds3_memory.py --work /scratch/ds3 [--n 20000] [--sample-n 1000] [--skip-make]
 
-Writes ``benchmarks/results/ds3_memory.md`` (rewritten atomically). The work folder holds the data and the run; keep
-it outside the repository.
+Writes ``benchmarks/results/ds3_memory_rerun.md`` (rewritten atomically; ``ds3_memory.md`` is the annotated
+record). The work folder holds the data and the run; keep it outside the repository.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import cpu_model
 
-RESULTS = Path(__file__).resolve().parent / "results" / "ds3_memory.md"
+RESULTS = Path(__file__).resolve().parent / "results" / "ds3_memory_rerun.md"  # ds3_memory.md: annotated record
 CLI = [sys.executable, "-m", "caloforge.cli.main"]
 
 
