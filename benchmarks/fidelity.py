@@ -274,7 +274,8 @@ def evaluate_against(gen_path: Path, ref_path: Path, out_dir: Path, train_path: 
     with ShowerFile(gen_path) as g, ShowerFile(ref_path) as r:
         fpd_opts, kpd_opts = pd_options(r.n, g.n)
     return evaluate([gen_path], ref_path, out_dir=out_dir, classifiers=("high", "low"), repeats=repeats, seed=0,
-                    train_path=train_path, fpd_options=fpd_opts, kpd_options=kpd_opts, device="cpu")
+                    train_path=train_path, fpd_options=fpd_opts, kpd_options=kpd_opts, device="cpu",
+                    force=True)
 
 
 def _write_part(src: Path, rows: np.ndarray, out: Path) -> Path:

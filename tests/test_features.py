@@ -153,7 +153,8 @@ def test_vectorised_features_match_a_per_voxel_loop(dataset):
     for i in range(3):
         ref = loop_reference(showers[i], geo, geo.threshold_mev)
         for key, vals in ref.items():
-            np.testing.assert_allclose(feats[key][i], vals, rtol=1e-10, atol=1e-6, err_msg=key)
+            # energies are float32 sums (as HighLevelFeatures), the loop sums in float64: float32 rounding apart
+            np.testing.assert_allclose(feats[key][i], vals, rtol=1e-6, atol=1e-6, err_msg=key)
 
 
 @pytest.mark.parametrize("dataset,width", [("1-photons", 30), ("1-pions", 46), ("2", 362), ("3", 362)])
@@ -233,3 +234,19 @@ def test_bad_inputs_raise_one_line_errors():
         voxel_inputs(np.zeros((2, 100)), [1.0, 2.0])
     with pytest.raises(CaloforgeError, match="missing"):
         hlf_vector({"E_inc": np.ones(2)})
+
+
+def test_energies_are_summed_in_the_voxels_float_type_like_high_level_features():
+    """E_tot and E_layer are HighLevelFeatures' float32 numpy sums of the thresholded float32 voxels, bit for bit;
+    E_ratio is float32 / float32. (A float64 sum moves showers across the official E_layer edges.)"""
+    rng = np.random.default_rng(7)
+    x = (rng.gamma(0.3, 2.0, (40, DS2.n_voxels)) * (rng.random((40, DS2.n_voxels)) < 0.4)).astype(np.float32)
+    e = (10 ** rng.uniform(3, 5, 40)).astype(np.float32)
+    feats = compute_hlf(x, e, DS2)
+    xt = np.where(x < DS2.threshold_mev, np.zeros_like(x), x)  # evaluate.py
+    assert feats["E_layer"].dtype == np.float32
+    for j, layer in enumerate(DS2.relevant_layers):
+        sl = DS2.layer_slice(layer)
+        np.testing.assert_array_equal(feats["E_layer"][:, j], xt[:, sl].sum(axis=-1))
+    np.testing.assert_array_equal(feats["E_tot"], xt.sum(axis=-1))
+    np.testing.assert_array_equal(feats["E_ratio"], xt.sum(axis=-1) / e)

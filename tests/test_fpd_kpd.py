@@ -180,3 +180,42 @@ def test_bootstrap_moments_from_counts_equal_np_cov_of_the_drawn_rows():
         mu, cov = _bootstrap_moments(x, idx)
         np.testing.assert_allclose(mu, x[idx].mean(0), rtol=0, atol=1e-12)
         np.testing.assert_allclose(cov, np.cov(x[idx], rowvar=False), rtol=0, atol=1e-12)
+
+
+def test_degenerate_reference_columns_are_dropped_and_named_not_blown_up():
+    from caloforge.evaluation.fpd_kpd import MetricRefused, degenerate_columns, guarded
+
+    rng = np.random.default_rng(3)
+    real, gen = rng.normal(0, 1, (600, 4)), rng.normal(0.1, 1, (600, 4))
+    real[:, 2] = rng.normal(0, 1e-12, 600)  # ~zero spread: jetnet would divide by max|real| ~ 3e-12
+    gen[:, 2] = rng.normal(0, 0.05, 600)
+    real[:, 3] = gen[:, 3] = 0.0  # all-zero columns are fine (jetnet divides by 1)
+    assert degenerate_columns(real, gen).tolist() == [2]
+    opts = {"min_samples": 200, "max_samples": 600, "num_batches": 2, "num_points": 3}
+    with pytest.raises(MetricRefused, match="starting point"):  # the issue-14 case: jetnet would print 1000 ± 0
+        fpd(real, gen, **opts, method="eigh")
+    entry = guarded("fpd", fpd, real, gen, ["a", "b", "c", "d"], **opts, method="eigh")
+    assert entry["dropped_columns"] == ["c"] and entry["refused"] is None
+    assert entry["value"] == pytest.approx(fpd(real[:, [0, 1, 3]], gen[:, [0, 1, 3]], **opts, method="eigh")[0])
+    assert entry["value"] < 1.0
+
+
+def test_a_failed_extrapolation_fit_is_refused_not_printed(monkeypatch):
+    import caloforge.evaluation.fpd_kpd as fk
+
+    rng = np.random.default_rng(0)
+    real, gen = rng.normal(0, 1, (300, 3)), rng.normal(0, 1, (300, 3))
+    monkeypatch.setattr(fk, "curve_fit", lambda *a, **k: (np.array([1.0, 1.0]), np.zeros((2, 2))))
+    with pytest.raises(fk.MetricRefused, match="starting point"):
+        fk.fpd(real, gen, min_samples=100, max_samples=300, num_batches=2, num_points=3)
+    entry = fk.guarded("fpd", fk.fpd, real, gen, min_samples=100, max_samples=300, num_batches=2, num_points=3)
+    assert entry["value"] is None and "starting point" in entry["refused"]
+
+
+def test_non_finite_kernel_sums_are_refused():
+    from caloforge.evaluation.fpd_kpd import MetricRefused
+
+    real = np.ones((50, 2))
+    gen = np.full((50, 2), 1e300)
+    with pytest.raises(MetricRefused):
+        kpd(real, gen, num_batches=2, batch_size=20)

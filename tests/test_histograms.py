@@ -74,8 +74,9 @@ def test_official_bin_edges():
     e = feature_edges("E_layer", 0, "2", np.array([0.0, 3.0, 700.0]), 0.5e-3 / 0.033)
     assert len(e) == 40 and e[0] == pytest.approx(0.5e-3 / 0.033) and e[-1] == pytest.approx(700.0)
     assert feature_edges("E_layer", 0, "2", np.zeros(3), 0.01) is None
-    for top in np.random.default_rng(0).uniform(1, 1e4, 200):  # the reference maximum always falls inside
-        assert np.histogram([top], feature_edges("E_layer", 0, "2", np.array([top]), 0.0151))[0].sum() == 1
+    for top in np.random.default_rng(0).uniform(1, 1e4, 200):  # float64 values: numpy's own logspace, as official
+        np.testing.assert_array_equal(feature_edges("E_layer", 0, "2", np.array([top]), 0.0151),
+                                      np.logspace(np.log10(0.0151), np.log10(top), 40))
     with pytest.raises(CaloforgeError, match="unknown feature"):
         feature_edges("mass", None, "2")
 
@@ -128,3 +129,26 @@ def test_voxel_histogram_ignores_zeros_and_needs_reference_energy():
     assert r.ref_counts.sum() == 3 and r.separation_power == 0.0 and len(r.edges) == 50
     with pytest.raises(CaloforgeError, match="threshold"):
         voxel_histogram(np.zeros((2, 3)), np.zeros((2, 3)), 0.0151)
+
+
+def test_an_empty_histogram_gives_nan_with_a_reason_not_a_number():
+    h = compare("E_ratio", None, np.full(50, 1.0), np.full(50, 3.0), np.linspace(0.5, 1.5, 101))
+    assert np.isnan(h.separation_power) and "no generated value" in h.note
+    ok = compare("E_ratio", None, np.full(50, 1.0), np.full(50, 1.0), np.linspace(0.5, 1.5, 101))
+    assert ok.separation_power == 0.0 and ok.note is None
+
+
+def test_e_layer_and_voxel_edges_follow_the_official_float32_arithmetic():
+    from caloforge.evaluation.histograms import count_on_edges, official_log_edges, voxel_edges
+
+    rng = np.random.default_rng(1)
+    thr = 0.5e-3 / 0.033
+    for _ in range(20):
+        e_layer = (rng.lognormal(3, 2, 500)).astype(np.float32)
+        want = np.logspace(np.log10(thr), np.log10(e_layer.max()), 40)  # evaluate_plotting_helper, float32 max
+        got = official_log_edges(thr, e_layer, 40)
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(count_on_edges(e_layer, got), np.histogram(e_layer, want)[0])
+    vox = rng.lognormal(0, 2, 2000).astype(np.float32)
+    np.testing.assert_array_equal(voxel_edges(thr, vox.max()), np.logspace(np.log10(thr), np.log10(vox.max()), 50))
+    assert official_log_edges(thr, np.zeros(5, np.float32), 40) is None  # the official code fails here

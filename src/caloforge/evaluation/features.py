@@ -1,10 +1,13 @@
 """High-level shower features, exactly the official CaloChallenge ``HighLevelFeatures`` definitions.
 
 Every feature is computed from thresholded voxels (voxels below ``threshold`` set to 0, as ``evaluate.py`` does for
-both files before anything else). Moments are accumulated in float64 with BLAS products (one batched product for a
-regular mesh, one per layer otherwise), so the DS3 mesh streams at memory speed. The official code sums the float32
-voxels in float32; our float64 sums differ from it by ~2e-7 relative (see benchmarks/results/official_agreement.md). Coordinates (r midpoints, ``eta = r cos(alpha)``, ``phi = r sin(alpha)``) come from
-:class:`caloforge.data.geometry.Geometry`. Pure numpy.
+both files before anything else). Energies follow the official arithmetic bit for bit: E_tot and E_layer are numpy
+sums of the thresholded voxels *in their own float type* (float32 for the official files, as ``HighLevelFeatures``
+sums them), E_ratio = E_tot / E_inc in that type, and the centre/width denominators are those same sums. Otherwise a
+~2e-7 relative difference moves showers across the E_layer histogram edges (up to 6 % in a layer's separation power).
+The coordinate moments are accumulated in float64 with BLAS products (one batched product for a regular mesh, one per
+layer otherwise), so the DS3 mesh streams at memory speed. Coordinates (r midpoints, ``eta = r cos(alpha)``,
+``phi = r sin(alpha)``) come from :class:`caloforge.data.geometry.Geometry`. Pure numpy.
 
 Feature dict (n showers): ``E_inc``, ``E_tot``, ``E_ratio`` (n,); ``E_layer``, ``EC_r``, ``width_r``, ``sparsity``
 (n, len(relevant_layers)); ``EC_eta``, ``EC_phi``, ``width_eta``, ``width_phi`` (n, len(alpha_binned_layers)).
@@ -29,9 +32,15 @@ _EPS = 1e-16  # the official denominator guard in every energy-weighted mean
 _CHUNK_ELEMENTS = 1 << 23  # ~64 MB of float64 per chunk of showers
 
 
+def _native_float(a) -> np.ndarray:
+    """The array in its own float type (float32 stays float32, as in evaluate.py); anything else as float64."""
+    a = np.asarray(a)
+    return a if a.dtype in (np.float32, np.float64) else a.astype(np.float64)
+
+
 def _as_inputs(showers, energies, geometry: Geometry) -> tuple[np.ndarray, np.ndarray]:
-    showers = np.asarray(showers)
-    energies = np.asarray(energies, dtype=np.float64).reshape(-1)
+    showers = _native_float(showers)
+    energies = _native_float(energies).reshape(-1)
     if showers.ndim != 2 or showers.shape[1] != geometry.n_voxels:
         raise DataError(
             f"showers: expected shape (n, {geometry.n_voxels}) for geometry {geometry.name}, found {showers.shape}"
@@ -41,15 +50,17 @@ def _as_inputs(showers, energies, geometry: Geometry) -> tuple[np.ndarray, np.nd
     return showers, energies
 
 
-def apply_threshold(showers: np.ndarray, threshold: float) -> np.ndarray:
-    """Float64 copy with voxels below ``threshold`` set to 0.
+def threshold_native(showers: np.ndarray, threshold: float) -> np.ndarray:
+    """Copy in the data's own float type with voxels below ``threshold`` set to 0: evaluate.py's
+    ``np.where(shower < min_energy, 0, shower)``, where numpy compares a float32 array with the Python float threshold
+    in float32, so the same voxels survive."""
+    showers = _native_float(showers)
+    return np.where(showers < np.asarray(threshold, dtype=showers.dtype), showers.dtype.type(0), showers)
 
-    The comparison is done in the data's own float type, as numpy does for ``shower < min_energy`` in evaluate.py
-    (a Python float threshold is cast to float32 for float32 data), so the same voxels survive.
-    """
-    showers = np.asarray(showers)
-    cut = np.asarray(threshold, dtype=showers.dtype) if showers.dtype.kind == "f" else threshold
-    return np.where(showers < cut, 0.0, showers).astype(np.float64, copy=False)
+
+def apply_threshold(showers: np.ndarray, threshold: float) -> np.ndarray:
+    """Float64 copy of :func:`threshold_native` (for sums that are not official features)."""
+    return threshold_native(showers, threshold).astype(np.float64, copy=False)
 
 
 def _layer_moment_matrices(geometry: Geometry) -> list[tuple[int, slice, np.ndarray]]:
@@ -63,33 +74,39 @@ def _layer_moment_matrices(geometry: Geometry) -> list[tuple[int, slice, np.ndar
     return out
 
 
-def _weighted_mean_and_width(total: np.ndarray, first: np.ndarray, second: np.ndarray):
-    """Official EC = sum(c E)/(sum E + 1e-16); width = sqrt(max(sum(c^2 E)/(sum E + 1e-16) - EC^2, 0))."""
-    mean = first / (total + _EPS)
-    width = np.sqrt(np.clip(second / (total + _EPS) - mean**2, 0.0, None))
+def _weighted_mean_and_width(denominator: np.ndarray, first: np.ndarray, second: np.ndarray):
+    """Official EC = sum(c E)/(sum E + 1e-16); width = sqrt(max(sum(c^2 E)/(sum E + 1e-16) - EC^2, 0)).
+    ``denominator`` is sum E + 1e-16 already (computed in the voxels' float type, as the official code does)."""
+    mean = first / denominator
+    width = np.sqrt(np.clip(second / denominator - mean**2, 0.0, None))
     return mean, width
 
 
-def _hlf_chunk(x: np.ndarray, energies: np.ndarray, geometry: Geometry, mats) -> dict[str, np.ndarray]:
-    n = len(x)
+def _hlf_chunk(xn: np.ndarray, energies: np.ndarray, geometry: Geometry, mats) -> dict[str, np.ndarray]:
+    """``xn``: thresholded voxels in their own float type; ``energies`` in theirs."""
+    n = len(xn)
     n_rel, alpha_layers = len(mats), set(geometry.alpha_binned_layers)
+    x = xn.astype(np.float64, copy=False)
     if geometry.is_regular:  # one batched product over all layers: (n, Z, A*R) @ (A*R, 7)
         grid = x.reshape(n, n_rel, -1)
         moments = grid @ mats[0][2]  # (n, Z, 7)
         sparsity = 1.0 - (grid > 0).mean(axis=2)  # (n, Z)
+        e_layer = xn.reshape(n, n_rel, -1).sum(axis=2)  # (n, Z) official: data[:, a:b].sum(axis=-1), own type
     else:  # irregular layers (DS1): one product per layer
         moments = np.empty((n, n_rel, 7))  # (n, L, 7)
         sparsity = np.empty((n, n_rel))
+        e_layer = np.empty((n, n_rel), dtype=xn.dtype)
         for j, (_, sl, cols) in enumerate(mats):
             block = x[:, sl]  # (n, v_l)
             moments[:, j] = block @ cols
             sparsity[:, j] = 1.0 - (block > 0).mean(axis=1)
-    e_layer = moments[..., 0]
-    ec_r, width_r = _weighted_mean_and_width(e_layer, moments[..., 1], moments[..., 2])
-    ec_eta, width_eta = _weighted_mean_and_width(e_layer, moments[..., 3], moments[..., 4])
-    ec_phi, width_phi = _weighted_mean_and_width(e_layer, moments[..., 5], moments[..., 6])
+            e_layer[:, j] = xn[:, sl].sum(axis=1)
+    den = (e_layer + e_layer.dtype.type(_EPS)).astype(np.float64)  # float32 sum + 1e-16 stays float32 officially
+    ec_r, width_r = _weighted_mean_and_width(den, moments[..., 1], moments[..., 2])
+    ec_eta, width_eta = _weighted_mean_and_width(den, moments[..., 3], moments[..., 4])
+    ec_phi, width_phi = _weighted_mean_and_width(den, moments[..., 5], moments[..., 6])
     alpha_cols = [j for j, (layer, _, _) in enumerate(mats) if layer in alpha_layers]
-    e_tot = x.sum(axis=1)
+    e_tot = xn.sum(axis=1)
     return {
         "E_inc": energies,
         "E_tot": e_tot,
@@ -127,7 +144,7 @@ def compute_hlf(showers, energies, geometry: Geometry, threshold: float | None =
     step = max(1, _CHUNK_ELEMENTS // max(geometry.n_voxels, 1))
     parts = []
     for start in range(0, len(showers), step):
-        x = apply_threshold(showers[start : start + step], thr)  # (c, V) float64
+        x = threshold_native(showers[start : start + step], thr)  # (c, V) in the data's float type
         parts.append(_hlf_chunk(x, energies[start : start + step], geometry, mats))
     return _concat(parts, geometry)
 
@@ -152,8 +169,9 @@ def hlf_vector(feats: dict[str, np.ndarray], geometry: Geometry | None = None) -
             f"features: E_layer has {feats['E_layer'].shape[1]} columns, geometry {geometry.name} has "
             f"{len(geometry.relevant_layers)} non-empty layers"
         )
-    e_inc = np.asarray(feats["E_inc"], dtype=np.float64).reshape(-1, 1)
-    e_tot = np.asarray(feats["E_tot"], dtype=np.float64).reshape(-1, 1)
+    # log10 in the features' own float type (float32 for official files), as evaluate.py does
+    e_inc = np.asarray(feats["E_inc"]).reshape(-1, 1)
+    e_tot = np.asarray(feats["E_tot"]).reshape(-1, 1)
     cols = [
         np.log10(e_inc),
         np.log10(feats["E_layer"] + 1e-8),
@@ -167,6 +185,18 @@ def hlf_vector(feats: dict[str, np.ndarray], geometry: Geometry | None = None) -
         feats["width_r"] / 1e2,
     ]
     return np.concatenate(cols, axis=1)
+
+
+def hlf_vector_names(geometry: Geometry) -> list[str]:
+    """Column names of :func:`hlf_vector` for ``geometry``, e.g. 'log10 E_layer 3', 'width_eta 12'."""
+    rel, alpha = geometry.relevant_layers, geometry.alpha_binned_layers
+    names = ["log10 E_inc"] + [f"log10 E_layer {k}" for k in rel]
+    for fam in ("EC_eta", "EC_phi", "width_eta", "width_phi"):
+        names += [f"{fam} {k}" for k in alpha]
+    names.append("log10 E_tot")
+    for fam in ("sparsity", "EC_r", "width_r"):
+        names += [f"{fam} {k}" for k in rel]
+    return names
 
 
 def voxel_inputs(

@@ -23,6 +23,14 @@ from caloforge.errors import CaloforgeError
 log = logging.getLogger(__name__)
 
 RECOMMENDED_SAMPLES = 50_000
+#: A reference column whose values are all below this in magnitude (the cls-high features are O(0.01-10) by
+#: construction) is degenerate: jetnet divides every column by the reference maximum, which inflates the other set's
+#: values there by up to 1/max and lets one column dominate (or overflow) both distances.
+DEGENERATE_MAX = 1e-6
+
+
+class MetricRefused(CaloforgeError):
+    """A distance that would be numerically meaningless; the report prints this reason instead of a number."""
 KPD_DEGREE = 4  # jetnet's _mmd_poly_quadratic_unbiased default; the kernel is (x.y / d + 1) ** 4
 _BLOCK = 2048  # rows per kernel block: 2048 x 10000 float64 = 160 MB peak
 
@@ -171,7 +179,12 @@ def fpd(
     of the intercept's variance. ``method='eigh'`` is the fast Fréchet trace (see :func:`frechet_distance`)."""
     _warn_small(np.asarray(real), np.asarray(gen), "FPD")
     batches, vals = fpd_curve(real, gen, min_samples, max_samples, num_batches, num_points, seed, normalise, method)
+    if not np.all(np.isfinite(vals)):
+        raise MetricRefused("FPD: the Fréchet distances of the draws are not finite")
     params, covs = curve_fit(_linear, 1 / batches, vals, bounds=([0, 0], [np.inf, np.inf]))
+    if not np.all(np.isfinite(covs)) or (np.all(params == 1.0) and not np.any(covs)):
+        raise MetricRefused(f"FPD: the extrapolation fit did not move from its starting point (Fréchet distances "
+                            f"{vals.min():.3g} to {vals.max():.3g}); the value would be meaningless")
     return float(params[0]), float(np.sqrt(np.diag(covs)[0]))
 
 
@@ -223,7 +236,35 @@ def kpd(
     real, gen = _check_pair(real, gen)
     _warn_small(real, gen, "KPD")
     vals = kpd_values(real, gen, num_batches, batch_size, seed, normalise)
+    if not np.all(np.isfinite(vals)):
+        raise MetricRefused("KPD: the kernel sums are not finite")
     return float(np.median(vals)), float(iqr(vals, rng=(16.275, 83.725)) / 2)
+
+
+def degenerate_columns(real, gen, tol: float = DEGENERATE_MAX) -> np.ndarray:
+    """Indices of the columns whose reference values are all ~0 (0 < max|real| <= tol) while the other set's are
+    larger: jetnet's normalisation would blow those up. All-zero reference columns are fine (jetnet divides by 1)."""
+    mr = np.max(np.abs(np.asarray(real, np.float64)), axis=0)
+    mg = np.max(np.abs(np.asarray(gen, np.float64)), axis=0)
+    return np.flatnonzero((mr > 0) & (mr <= tol) & (mg > 10 * mr))
+
+
+def guarded(name: str, fn, real, gen, column_names=None, **options) -> dict:
+    """``fn`` (fpd or kpd) on the non-degenerate columns, as a report entry: value/error (raw and x10^3), the dropped
+    columns by name, and, when the number cannot be trusted, ``refused`` with the reason and no value."""
+    real, gen = np.asarray(real), np.asarray(gen)
+    drop = degenerate_columns(real, gen)
+    names = list(column_names) if column_names is not None else [f"column {i}" for i in range(real.shape[1])]
+    keep = np.setdiff1d(np.arange(real.shape[1]), drop)
+    entry = {"value": None, "error": None, "value_x1e3": None, "error_x1e3": None, "options": options,
+             "dropped_columns": [names[i] for i in drop], "refused": None}
+    try:
+        v, e = fn(real[:, keep], gen[:, keep], **options)
+    except MetricRefused as exc:
+        entry["refused"] = str(exc)
+        return entry
+    entry.update(value=v, error=e, value_x1e3=v * 1e3, error_x1e3=e * 1e3)
+    return entry
 
 
 def scaled_options(n_ref: int, n_gen: int) -> tuple[dict, dict]:

@@ -38,6 +38,7 @@ class HistResult:
     ndf: int
     official: bool  # computed by evaluate.py at HEAD
     energy: float | None = None  # DS1 per-energy histograms: the incident energy (MeV)
+    note: str | None = None  # why separation_power is NaN (an empty histogram), shown in the report
 
     @property
     def label(self) -> str:
@@ -79,15 +80,25 @@ def compare(name, layer, ref_values, gen_values, edges, official=True, energy=No
     edges = np.asarray(edges, dtype=np.float64)
     ref_counts = np.histogram(np.asarray(ref_values, np.float64), bins=edges)[0]
     gen_counts = np.histogram(np.asarray(gen_values, np.float64), bins=edges)[0]
-    ref_d, gen_d = density(ref_counts, edges), density(gen_counts, edges)
-    chi2, ndf = chi2_two_sample(ref_counts, gen_counts)
-    return HistResult(
-        name, layer, edges, ref_counts, gen_counts, ref_d, gen_d,
-        separation_power(ref_d, gen_d, edges), chi2, ndf, official, energy,
-    )
+    return compare_counts(name, layer, ref_counts, gen_counts, edges, official, energy)
 
 
 # ---- official binnings --------------------------------------------------------------------------------------------
+def official_log_edges(min_energy: float | None, ref_values, n_edges: int) -> np.ndarray | None:
+    """evaluate_plotting_helper's ``np.logspace(np.log10(min_energy), np.log10(ref.max()), n)``, operation for
+    operation: the maximum keeps the reference's float type, so for float32 features its log10 is rounded to float32
+    and the last edge may land a hair below (dropping the maximum shower) or above the maximum, exactly as in the
+    official histogram. None when no reference value lies above the first edge (the official code fails there)."""
+    ref_values = np.asarray(ref_values)
+    if min_energy is None or ref_values.size == 0:
+        return None
+    top = ref_values.max()  # numpy scalar of the features' own type
+    if not top > min_energy:
+        return None
+    edges = np.logspace(np.log10(float(min_energy)), np.log10(top), n_edges)
+    return edges if np.all(np.diff(edges) > 0) else None
+
+
 def _is_ds1(dataset: str | None) -> bool:
     return dataset in ("1-photons", "1-pions")
 
@@ -103,14 +114,7 @@ def feature_edges(name: str, layer: int | None, dataset: str | None, ref_values=
     if name == "E_ratio":
         return np.linspace(0.5, 1.5, 101)
     if name == "E_layer":
-        top = float(np.max(ref_values)) if np.size(ref_values) else 0.0
-        if min_energy is None or not top > min_energy:
-            return None  # no reference energy above threshold: nothing to histogram
-        edges = np.logspace(np.log10(min_energy), np.log10(top), 40)
-        # 10**log10(top) can land an ulp below top and drop the reference maximum; the official edges (a float32
-        # log10 of float32 sums) usually land above it, so pin the last edge to cover the reference range.
-        edges[-1] = max(edges[-1], top)
-        return edges
+        return official_log_edges(min_energy, ref_values, 40)
     if dataset is None and name in ("EC_eta", "EC_phi", "width_eta", "width_phi", "EC_r", "width_r"):
         lo, hi = (float(np.min(ref_values)), float(np.max(ref_values))) if np.size(ref_values) else (0.0, 1.0)
         return np.linspace(lo, hi if hi > lo else lo + 1.0, 101)
@@ -170,19 +174,60 @@ def feature_histograms(
             ref_v, gen_v = ref_feats[name][:, j], gen_feats[name][:, j]
             edges = feature_edges(name, layer, dataset, ref_v, min_energy)
             if edges is None:
+                out.append(undefined(name, layer, "no reference value above the threshold in this layer (the "
+                                     "official code fails here); separation power undefined", official))
                 continue
             out.append(compare(name, layer, ref_v, gen_v, edges, official))
     return out
+
+
+def count_on_edges(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """``np.histogram(values, edges)[0]`` (bins [e_i, e_i+1), the last one closed; values outside dropped) without
+    sorting: one searchsorted per value, so a stream of voxel batches can be counted exactly, batch by batch."""
+    v = np.asarray(values).ravel()
+    idx = np.searchsorted(edges, v, side="right") - 1  # (n,) float32 values compared exactly in float64
+    n_bins = len(edges) - 1
+    idx[v == edges[-1]] = n_bins - 1
+    idx = idx[(idx >= 0) & (idx < n_bins)]
+    return np.bincount(idx, minlength=n_bins).astype(np.int64)
+
+
+def voxel_edges(threshold: float, ref_max) -> np.ndarray | None:
+    """Official voxel-spectrum edges ``logspace(log10 threshold, log10 max reference voxel, 50)``; ``ref_max`` must
+    keep the voxels' float type (float32 for official files), as ``ref_shower_arr.max()`` does."""
+    return official_log_edges(threshold, np.asarray([ref_max]), 50)
+
+
+def compare_counts(name, layer, ref_counts, gen_counts, edges, official=True, energy=None) -> HistResult:
+    """A HistResult from counts already made on ``edges``."""
+    edges = np.asarray(edges, dtype=np.float64)
+    ref_counts, gen_counts = np.asarray(ref_counts), np.asarray(gen_counts)
+    ref_d, gen_d = density(ref_counts, edges), density(gen_counts, edges)
+    chi2, ndf = chi2_two_sample(ref_counts, gen_counts)
+    note, sep = None, separation_power(ref_d, gen_d, edges)
+    empty = [who for who, c in (("reference", ref_counts), ("generated", gen_counts)) if c.sum() == 0]
+    if empty:  # a density of 0/0: the official code prints nan; we say why and keep NaN (null in metrics.json)
+        note = (f"no {' and no '.join(empty)} value inside the histogram range [{edges[0]:.4g}, {edges[-1]:.4g}]; "
+                "separation power undefined")
+        sep = float("nan")
+    return HistResult(name, layer, edges, ref_counts, gen_counts, ref_d, gen_d, sep, chi2, ndf, official, energy,
+                      note)
+
+
+def undefined(name, layer, reason: str, official=True) -> HistResult:
+    """A histogram that cannot be made (no edges): NaN separation power and the reason."""
+    empty = np.zeros(0)
+    return HistResult(name, layer, empty, empty, empty, empty, empty, float("nan"), float("nan"), 0, official,
+                      None, reason)
 
 
 def voxel_histogram(ref_showers, gen_showers, threshold: float) -> HistResult:
     """Distribution of all voxel energies: logspace(log10 threshold, log10 max reference voxel, 50); zeros fall
     below the first edge and are dropped, as in the official plot_cell_dist. Pass thresholded showers."""
     ref = np.asarray(ref_showers).ravel()
-    top = float(ref.max()) if ref.size else 0.0
-    if not top > threshold:
+    edges = voxel_edges(threshold, ref.max()) if ref.size else None
+    if edges is None:
         raise CaloforgeError(f"voxel histogram: no reference voxel above the threshold {threshold} MeV")
-    edges = np.logspace(np.log10(threshold), np.log10(top), 50)
     return compare("voxel", None, ref, np.asarray(gen_showers).ravel(), edges, True)
 
 

@@ -206,8 +206,31 @@ def roc_curves(curves: list[tuple[str, np.ndarray, np.ndarray, float]]) -> plt.F
     return fig
 
 
+def quality_vs_time(points: dict[str, list[tuple[str, float, float]]]) -> plt.Figure:
+    """Quality against generation cost, one panel per metric: {metric: [(label, ms/shower, value)]}; the Pareto
+    front (no other model both faster and better; lower is better for every metric drawn) is joined by a line."""
+    fig, axes = plt.subplots(1, len(points), figsize=(5 * len(points), 4), squeeze=False)
+    for ax, (metric, pts) in zip(axes[0], points.items()):
+        for i, (label, ms, v) in enumerate(pts):
+            ax.scatter([ms], [v], color=colour(i), s=40, zorder=3)
+            ax.annotate(label, (ms, v), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        front, best = [], np.inf
+        for _, ms, v in sorted(pts, key=lambda p: (p[1], p[2])):
+            if v < best:
+                front.append((ms, v))
+                best = v
+        if len(front) > 1:
+            ax.plot(*zip(*front), "k--", lw=0.8, zorder=2, label="Pareto front")
+            ax.legend(loc="upper right")
+        ax.set_xscale("log")
+        ax.set_xlabel("generation cost [ms / shower]")
+        ax.set_ylabel(metric)
+    fig.tight_layout()
+    return fig
+
+
 def write_atomic(path: str | Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename: no half-written output, ever."""
+    """Whole file or nothing (``caloforge.outputs``)."""
     atomic_write_bytes(path, lambda f: f.write(data))
 
 
@@ -243,7 +266,7 @@ def _panels(results, labels, name, layers, xlabel, logx, logy) -> list[HistPanel
     panels = []
     for layer in layers:
         found = [next((h for h in r["_hists"] if h.name == name and h.layer == layer), None) for r in results]
-        if found[0] is None:
+        if found[0] is None or found[0].edges.size == 0:
             continue
         note = "\n".join(f"S={h.separation_power:.2g}" for h in found if h is not None)
         title = name if layer is None else f"layer {layer}"
@@ -298,6 +321,18 @@ def make_figures(plot_dir: Path, geometry: Geometry, ref, gens, labels, results)
                             f"Average shower, E_inc {lo / 1e3:g}-{hi / 1e3:g} GeV (reference n={count})"),
             f"avg_shower_E{k}.png", "Average showers",
             f"Mean energy per voxel for incident energies {lo / 1e3:g}-{hi / 1e3:g} GeV.")
+    timed = [(lab, r) for lab, r in zip(labels, results) if r.get("ms_per_shower")]
+    points: dict[str, list] = {}
+    for lab, r in timed:
+        for metric, v in (("FPD x10^3", (r.get("fpd") or {}).get("value_x1e3")),
+                          ("|AUC cls-high - 0.5|", (r["classifiers"].get("high") or {}).get("auc")),
+                          ("mean separation power", r["separation_power"]["mean_official"])):
+            if v is not None and np.isfinite(v):
+                points.setdefault(metric, []).append((lab, r["ms_per_shower"], abs(v - 0.5) if "AUC" in metric else v))
+    if points:
+        add(quality_vs_time(points), "quality_vs_time.png", "Quality against generation cost",
+            "Each generated file at its generation cost (ms/shower); lower is better on every axis; the dashed "
+            "line joins the models no other model beats on both.")
     curves = [(f"{lab} cls-{m}", np.asarray(c["roc"]["fpr"]), np.asarray(c["roc"]["tpr"]), c["auc"])
               for lab, r in zip(labels, results) for m, c in r["classifiers"].items() if c.get("roc")]
     if curves:
