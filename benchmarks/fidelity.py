@@ -231,7 +231,7 @@ def sample_test_energies(run_dir: Path, test_path: Path, out_path: Path, seed: i
                          steps: int | None = None, use_ema: bool = True) -> dict:
     from caloforge.data.reader import ShowerFile
     from caloforge.data.writer import write_showers
-    from caloforge.training.generator import Generator
+    from caloforge.sampling.generator import Generator
 
     gen = Generator.load(run_dir, use_ema=use_ema, device="cpu")
     with ShowerFile(test_path) as f:

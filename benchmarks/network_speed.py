@@ -1,4 +1,4 @@
-"""Network speed on this machine: training throughput and inference cost per network evaluation of DiT presets.
+"""Network speed on this machine: training throughput and inference cost per network evaluation of the recipes' DiTs.
 
 Training: samples/s of one flow-matching step (forward + backward + AdamW) on random showers, linear path
 z = (1 - t) noise + t x, velocity target x - noise, logit-normal t. Inference: ms per shower of ONE network
@@ -6,7 +6,7 @@ evaluation (a full sample costs NFE times this, e.g. 63 for Heun-32) at batch 1 
 Each figure is the median over repeats after warm-up; the machine load is recorded because the CPU may be shared.
 
     python benchmarks/network_speed.py                       # tiny, caloart-ds2, caloart-ds3; all cores and 1
-    python benchmarks/network_speed.py --presets tiny --out /tmp/speed.md
+    python benchmarks/network_speed.py --recipes tiny-fm --out /tmp/speed.md
 """
 
 from __future__ import annotations
@@ -23,10 +23,12 @@ import numpy as np
 import torch
 from machine import cpu_model
 
-from caloforge.models import DiT, preset
+from caloforge.data.geometry import Geometry
+from caloforge.models import DiT
+from caloforge.training.build import recipe_dit_config
 
 COND_DIM = 4  # energy, (sin, cos) phi, theta: the CaloArt condition layout
-TRAIN_BATCH = {"tiny": 32, "caloart-ds2": 32, "caloart-ds3": 16}
+TRAIN_BATCH = {"tiny-fm": 32, "caloart-ds2": 32, "caloart-ds3": 16}
 
 
 def timed_repeats(fn, warmup: int, min_repeats: int, max_repeats: int, budget_s: float) -> list[float]:
@@ -77,7 +79,7 @@ def bench_preset(name: str, threads: int, quick: bool, compile_model: bool = Fal
     torch.set_num_threads(threads)
     gen = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
-    model = DiT(preset(name, cond_dim=COND_DIM))
+    model = DiT(recipe_dit_config(name, Geometry.official("3" if name.endswith("ds3") else "2"), cond_dim=COND_DIM))
     big = model.num_params() > 2e6
     reps = (1, 3, 3 if big else 20, 10 if big else 20) if not quick else (1, 2, 2, 5)
     batch = TRAIN_BATCH.get(name, 32)
@@ -145,7 +147,7 @@ def write_atomic(path: Path, text: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--presets", nargs="+", default=["tiny", "caloart-ds2", "caloart-ds3"])
+    ap.add_argument("--recipes", nargs="+", default=["tiny-fm", "caloart-ds2", "caloart-ds3"])
     ap.add_argument("--threads", nargs="+", type=int, default=[os.cpu_count() or 1, 1])
     ap.add_argument("--quick", action="store_true", help="fewer repeats (smoke test)")
     ap.add_argument(
@@ -156,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = tuple(round(x, 2) for x in os.getloadavg())
     start = time.perf_counter()
     rows = []
-    for name in args.presets:
+    for name in args.recipes:
         for threads in args.threads:
             rows.append(bench_preset(name, threads, args.quick, args.compile))
             r = rows[-1]

@@ -85,7 +85,7 @@ def test_bench_cli_times_a_tiny_trained_checkpoint(tiny_ds2_file, tmp_path, caps
     (res,) = doc["results"]
     assert [r["batch_size"] for r in res["rows"]] == [1, 4]
     assert all(r["ms_per_shower"] > 0 for r in res["rows"])
-    from caloforge.training.generator import Generator
+    from caloforge.sampling.generator import Generator
 
     assert res["nfe"] == Generator.load(run, device="cpu").nfe(None, 2)  # what the sampler really evaluates
     assert res["parameters"] > 0

@@ -76,3 +76,79 @@ def test_two_stage_ddp_matches_one_process(tmp_path):
     a, b = (load_checkpoint(tmp_path / d)["model"] for d in ("ddp", "one"))
     assert any(k.startswith("layer.") for k in a)
     assert _max_abs_diff(a, b) < 1e-4, _max_abs_diff(a, b)
+
+
+# ---- collectives on the training device ---------------------------------------------------------------------------
+class _Reduced(Exception):
+    """Raised by the fake backend once it has accepted a tensor (a meta tensor holds no value to read back)."""
+
+
+def test_collectives_put_their_tensors_on_the_training_device(monkeypatch):
+    """A backend that only serves the model's device type (nccl serves CUDA only) rejects CPU tensors; the stop flag
+    and the logged loss must be reduced on the device the model trains on (here a stand-in 'meta' device)."""
+    import torch
+    import torch.distributed as dist
+
+    from caloforge.training import distributed
+
+    info = distributed.DistInfo(rank=0, world=2, local_rank=0, launched=True, device=torch.device("meta"))
+
+    def backend_for_meta_only(t, op=None, group=None, async_op=False):
+        if t.device.type != "meta":
+            raise RuntimeError(f"No backend type associated with device type {t.device.type}")
+        raise _Reduced(t.device.type)
+
+    monkeypatch.setattr(dist, "all_reduce", backend_for_meta_only)
+    for call in (lambda: distributed.any_flag(True, info), lambda: distributed.mean_across(1.5, info)):
+        with pytest.raises(_Reduced):
+            call()
+
+
+def test_backend_serves_cpu_tensors_on_gpu_runs_too():
+    import torch
+
+    from caloforge.training.distributed import backend_for
+
+    assert backend_for(torch.device("cpu")) == "gloo"
+    assert backend_for(torch.device("cuda", 0)) == "cpu:gloo,cuda:nccl"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_world_of_one_under_torchrun_runs_ddp_and_every_collective_on_the_model_device(tmp_path, monkeypatch):
+    """WORLD_SIZE=1 (as `torchrun --nproc_per_node 1` sets it) joins a real process group, wraps the model in DDP and
+    runs the loop's collectives; each reduced tensor sits on the device of the model's parameters."""
+    import torch
+    import torch.distributed as dist
+
+    from caloforge.training import trainer
+
+    for k, v in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+                 "MASTER_PORT": str(_free_port())}.items():
+        monkeypatch.setenv(k, v)
+    seen, wrapped = [], []
+    real_all_reduce, real_wrap = dist.all_reduce, trainer.distributed.wrap
+
+    def recording_all_reduce(t, *a, **kw):
+        seen.append(t.device)
+        return real_all_reduce(t, *a, **kw)
+
+    def recording_wrap(model, info, device):
+        net = real_wrap(model, info, device)
+        wrapped.append((type(net).__name__, next(model.parameters()).device))
+        return net
+
+    monkeypatch.setattr(dist, "all_reduce", recording_all_reduce)
+    monkeypatch.setattr(trainer.distributed, "wrap", recording_wrap)
+    data = structured_file(tmp_path / "d.h5", n=32)
+    recipe = small_recipe_file(tmp_path, batch_size=16, ckpt_every=3, log_every=1)
+    res = trainer.train(str(recipe), data, tmp_path / "run", steps=3, device="cpu")
+    assert res.completed and not dist.is_initialized()
+    assert wrapped == [("DistributedDataParallel", torch.device("cpu"))]
+    assert len(seen) >= 6 and set(seen) == {wrapped[0][1]}  # stop flag + loss per step, on the model's device

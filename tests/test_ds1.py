@@ -112,12 +112,12 @@ def test_ds1_presets_write_official_layout_files(preset, tmp_path):
 @pytest.mark.slow
 def test_tiny_ds1_photons_run_trains_samples_validates_and_evaluates(tmp_path):
     from caloforge.data.validate import validate_file
-    from caloforge.data.writer import write_showers
     from caloforge.evaluation.classifier import ClassifierSettings
     from caloforge.evaluation.report import evaluate
+    from caloforge.sampling.generator import Generator
+    from caloforge.sampling.output import sample_to_file
     from caloforge.simulate.ds1 import make_ds1_file
     from caloforge.training.config import load_recipe
-    from caloforge.training.generator import Generator
     from caloforge.training.trainer import train
 
     train_h5 = make_ds1_file("atlas-ds1-photons", 256, tmp_path / "train.h5", energy_range=(256, 65536), seed=1)
@@ -133,12 +133,16 @@ def test_tiny_ds1_photons_run_trains_samples_validates_and_evaluates(tmp_path):
     assert gen.geometry.name == "calochallenge-1-photons" and gen.geometry.threshold_mev == 1.0
     with h5py.File(ref_h5) as h:
         energies = h["incident_energies"][:, 0].astype(np.float64)
-    showers, _stats = gen.generate(energies, steps=2)
-    assert showers.shape == (120, 368) and np.all((showers == 0) | (showers >= 1.0))  # the official DS1 threshold
-    out = write_showers(tmp_path / "gen.h5", energies, showers, geometry=gen.geometry)
+    out = tmp_path / "gen.h5"
+    stats = sample_to_file(out, gen, energies, gen.conditions(energies), seed=0, chunk=50, steps=2)
+    assert stats["n"] == 120 and stats["steps"] == 2
     validate_file(out)
     with h5py.File(out) as h:
         assert h["incident_energies"].shape == (120, 1) and h["showers"].shape == (120, 368)
+        showers = h["showers"][:]
+    assert np.all((showers == 0) | (showers >= 1.0))  # the official DS1 threshold
+    first, _ = gen.generate(energies[:50], steps=2, seed=0)  # chunk 0 uses the plain seed
+    assert np.array_equal(showers[:50], first)
     m = evaluate([out], ref_h5, dataset="1-photons", out_dir=tmp_path / "ev", classifiers=("high",), kpd=False,
                  classifier_settings=ClassifierSettings(hidden=16, epochs=2, batch_size=50), plots=False,
                  device="cpu")
@@ -148,14 +152,24 @@ def test_tiny_ds1_photons_run_trains_samples_validates_and_evaluates(tmp_path):
     assert 0.0 <= row["classifiers"]["high"]["auc"] <= 1.0 and np.isfinite(row["fpd"]["value"])
 
 
-def test_threshold_step_that_is_not_the_official_one_is_noted():
+def test_postprocess_threshold_that_is_not_the_official_one_is_noted():
+    from caloforge.training.config import load_recipe
     from caloforge.training.data import threshold_mismatch
 
     ds1, ds2 = Geometry.official("1-photons"), Geometry.official("2")
-    assert threshold_mismatch([{"kind": "threshold", "value": 1.0}], ds1) is None
-    assert threshold_mismatch([{"kind": "threshold", "value": 0.0151515}], ds2) is None
-    note = threshold_mismatch([{"kind": "threshold", "value": 0.0151515}, {"kind": "log"}], ds1)
+    assert load_recipe("ds1-photons").postprocess.threshold_mev is None  # the geometry's official 1 MeV
+    assert threshold_mismatch(None, ds1) is None and threshold_mismatch(1.0, ds1) is None
+    assert threshold_mismatch(0.0151515, ds2) is None
+    note = threshold_mismatch(0.0151515, ds1)
     assert note is not None and "1 MeV" in note and "calochallenge-1-photons" in note
+
+
+def test_chunk_seeds_keep_the_first_chunk_and_differ_after():
+    from caloforge.sampling.output import chunk_seed
+
+    assert chunk_seed(7, 0) == 7
+    seeds = {chunk_seed(7, k) for k in range(1, 50)} | {chunk_seed(8, k) for k in range(1, 50)}
+    assert len(seeds) == 98 and 7 not in seeds
 
 
 def test_two_stage_recipe_on_ds1_builds_a_layer_group_voxel_stage():

@@ -127,7 +127,7 @@ def test_voxels_below_threshold_are_removed_before_every_feature():
 def test_threshold_compares_in_the_data_float_type_like_numpy_in_evaluate():
     thr = 0.5e-3 / 0.033
     x = np.array([[np.float32(thr), np.nextafter(np.float32(thr), np.float32(0)), 1.0]], dtype=np.float32)
-    out = apply_threshold(x, thr)
+    out = apply_threshold(x, thr, np.float64)
     assert out.dtype == np.float64
     assert out[0, 0] == np.float32(thr) and out[0, 1] == 0.0 and out[0, 2] == 1.0
 

@@ -9,10 +9,12 @@ from dataclasses import asdict, replace
 import pytest
 import torch
 
+from caloforge.data.geometry import Geometry
 from caloforge.errors import ConfigError
-from caloforge.models import DiT, DiTConfig, Patcher, preset
+from caloforge.models import DiT, DiTConfig, Patcher
 from caloforge.models.blocks import RMSNorm, swiglu_hidden
 from caloforge.models.embeddings import Rope3D, axis_split, sincos_3d
+from caloforge.training.build import recipe_dit_config
 
 SMALL = DiTConfig(grid=(7, 6, 5), patch=(3, 4, 2), dim=24, depth=2, heads=2, cond_dim=3)
 
@@ -179,20 +181,21 @@ def test_swiglu_hidden_width_is_two_thirds_of_the_mlp_rounded_to_eight():
     )
 
 
-def test_caloart_ds2_preset_has_the_reference_token_count_and_parameters():
-    """CaloArt's DS2 model counts 11.88M parameters (computed from its config, docs/anchors.md)."""
-    model = DiT(preset("caloart-ds2", cond_dim=4))
+def test_caloart_ds2_recipe_has_the_reference_token_count_and_parameters():
+    """CaloArt's DS2 model counts 11,883,012 parameters (computed from its config, docs/anchors.md)."""
+    model = DiT(recipe_dit_config("caloart-ds2", cond_dim=4))
     assert model.patcher.n_tokens == 180 and model.patcher.patch_dim == 36
-    assert abs(model.num_params() - 11.88e6) / 11.88e6 < 0.10
+    assert model.num_params() == 11_883_012
 
 
-def test_preset_token_counts_and_tiny_size():
-    expected = {"caloart-ds3": 135, "calodit2-ds2": 360, "calodream-ds2": 135, "tiny": 108}
-    for name, tokens in expected.items():
-        assert Patcher(preset(name).grid, preset(name).patch).n_tokens == tokens
-    assert DiT(preset("tiny")).num_params() < 500_000
-    with pytest.raises(ConfigError, match="preset"):
-        preset("caloart-ds9")
+def test_recipe_token_counts_and_tiny_size():
+    expected = {("caloart-ds3", "3"): 135, ("calodit2-edm-ds2", "2"): 360, ("tiny-fm", "2"): 108}
+    for (name, ds), tokens in expected.items():
+        cfg = recipe_dit_config(name, Geometry.official(ds))
+        assert Patcher(cfg.grid, cfg.patch).n_tokens == tokens
+    assert DiT(recipe_dit_config("tiny-fm")).num_params() < 500_000
+    with pytest.raises(ConfigError, match="no such recipe"):
+        recipe_dit_config("caloart-ds9")
 
 
 def test_bf16_autocast_runs_and_stays_close_to_float32():
@@ -216,7 +219,7 @@ def test_model_compiles_without_graph_breaks():
 
 
 def test_config_round_trips_through_json():
-    cfg = preset("caloart-ds3", cond_dim=4)
+    cfg = recipe_dit_config("caloart-ds3", Geometry.official("3"), cond_dim=4)
     back = DiTConfig.from_dict(json.loads(json.dumps(asdict(cfg))))
     assert back == cfg and DiTConfig(**asdict(cfg)) == cfg
     with pytest.raises(ConfigError, match="unknown field"):

@@ -81,7 +81,7 @@ def test_bad_config_raises_one_line_config_error_naming_the_field(cfg, needle):
         ("flow", {"s_churn": 1.0}, "unknown option 's_churn'"),
         ("edm", {"shift": 2.0}, "unknown option 'shift'"),
         ("ddpm", {"steps": 1001}, "field 'steps'"),
-        ("vp", {"solver": "heun"}, "field 'solver'"),
+        ("vp", {"solver": "leapfrog"}, "field 'solver'"),
     ],
 )
 def test_bad_sampler_arguments_raise_config_error(kind, kwargs, needle):

@@ -15,10 +15,10 @@ from test_trainer import one_thread, small_recipe_file, structured_file  # noqa:
 from caloforge.errors import ConfigError
 from caloforge.generative.objectives import OBJECTIVES, FlowMatching
 from caloforge.models.dit import DiT, DiTConfig
+from caloforge.sampling.generator import Generator
 from caloforge.training.callbacks import Callback, StopAtStep
 from caloforge.training.checkpoint import latest_checkpoint, load_checkpoint
 from caloforge.training.config import load_recipe
-from caloforge.training.generator import Generator
 from caloforge.training.init_from import load_weights
 from caloforge.training.trainer import train
 

@@ -23,8 +23,8 @@ import torch
 from caloforge.cli.main import main
 from caloforge.data.reader import ShowerFile
 from caloforge.data.writer import write_showers
+from caloforge.sampling.generator import Generator
 from caloforge.training.build import build_network
-from caloforge.training.generator import Generator
 
 N_TRAIN, N_REF = 6000, 1000
 STEPS = int(os.environ.get("CALOFORGE_E2E_STEPS", "1200"))

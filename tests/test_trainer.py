@@ -15,9 +15,9 @@ from caloforge.data.geometry import Geometry
 from caloforge.data.reader import ShowerFile
 from caloforge.data.writer import write_showers
 from caloforge.errors import ConfigError
+from caloforge.sampling.generator import Generator
 from caloforge.training.checkpoint import latest_checkpoint, load_checkpoint
 from caloforge.training.config import dump_recipe, load_recipe
-from caloforge.training.generator import Generator
 from caloforge.training.trainer import train
 
 SMALL_GEO = Geometry.regular(10, 4, 3, dr_mm=5.0, dz_mm=3.4, name="mesh-test")

@@ -13,9 +13,9 @@ from test_trainer import SMALL_GEO, structured_file, structured_showers
 from caloforge.errors import ConfigError
 from caloforge.models.dit import DiTConfig
 from caloforge.models.two_stage import LayerMLP, LayerMLPConfig, TwoStageNet
+from caloforge.sampling.generator import Generator
 from caloforge.training.checkpoint import load_checkpoint
 from caloforge.training.config import load_recipe
-from caloforge.training.generator import Generator
 from caloforge.training.trainer import train
 from caloforge.transforms.layer_coder import LayerEnergyCoder
 
@@ -96,7 +96,7 @@ def test_a_max_dep_below_the_data_response_is_a_clear_error():
 
 
 def test_a_threshold_step_in_a_two_stage_recipe_is_refused():
-    with pytest.raises(ConfigError, match=r"recipe tiny-fm-2s: .*layer_model.threshold_mev"):
+    with pytest.raises(ConfigError, match=r"recipe tiny-fm-2s: .*postprocess.threshold_mev"):
         load_recipe("tiny-fm-2s", ["transforms=[{kind: threshold, value: 0.01}]"])
 
 

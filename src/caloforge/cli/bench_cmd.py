@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 
 def register(sub) -> None:
@@ -18,7 +17,8 @@ def register(sub) -> None:
     p.add_argument("--max-seconds", type=float, default=300.0,
                    help="skip a batch size whose extrapolated run time exceeds this (default 300)")
     p.add_argument("--no-gpu", action="store_true", help="CPU only even when a GPU is present")
-    p.add_argument("--out", default=None, help="write the results as JSON here")
+    p.add_argument("--out", default=None, help="write the results as JSON here (existing only with --force)")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file")
     p.set_defaults(func=_run)
 
 
@@ -26,25 +26,38 @@ def _run(args) -> int:
     import torch
 
     from caloforge.errors import ConfigError
-    from caloforge.evaluation.plots import write_atomic
     from caloforge.evaluation.timing import bench_generator, format_table, parse_batch_sizes, parse_threads
-    from caloforge.training.generator import Generator
+    from caloforge.outputs import atomic_write_text, check_output
+    from caloforge.progress import progress
+    from caloforge.sampling.generator import Generator
+    from caloforge.training.checkpoint import resolve_checkpoint
 
     sizes, threads = parse_batch_sizes(args.batch_sizes), parse_threads(args.threads)
     if args.repeats < 1 or args.warmup < 0:
         raise ConfigError(f"--repeats/--warmup: expected >= 1 / >= 0, found {args.repeats} / {args.warmup}")
+    ckpt = resolve_checkpoint(args.checkpoint)
+    if args.out:
+        check_output(args.out, force=args.force, inputs=[args.checkpoint, ckpt])
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() and not args.no_gpu else [])
     results = []
     for dev in devices:
-        gen = Generator.load(args.checkpoint, device=dev)
-        results.append(bench_generator(gen, sizes, threads, args.solver, args.steps, args.repeats, args.warmup,
-                                       args.max_seconds))
+        gen = Generator.load(ckpt, device=dev)
+        gen.solver_steps(args.solver, args.steps)  # refuse a wrong solver/steps before timing anything
+        per_thread = threads if dev == "cpu" else threads[:1]
+        result = None
+        for t in progress(per_thread, desc=f"bench {dev}", unit="thread setting"):
+            part = bench_generator(gen, sizes, [t], args.solver, args.steps, args.repeats, args.warmup,
+                                   args.max_seconds)
+            if result is None:
+                result = part
+            else:
+                result["rows"] += part["rows"]
+        results.append(result)
         print(format_table(results[-1]))
     if args.out:
         doc = {"checkpoint": str(args.checkpoint), "command": "caloforge bench " + " ".join(
             f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("func", "command") and v
             not in (None, False)), "results": results}
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(args.out, json.dumps(doc, indent=1).encode())
+        atomic_write_text(args.out, json.dumps(doc, indent=1))
         print(f"wrote {args.out}")
     return 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from caloforge.errors import ConfigError
+from caloforge.errors import CaloforgeError, ConfigError
 
 
 def register(sub) -> None:
@@ -41,25 +41,15 @@ def register(sub) -> None:
 
 
 def parse_geometry(spec: str | None):
-    """'regular:45x16x9:4.65' (n_z x n_alpha x n_r : dr in mm), an official key ('2'), or a binning XML path."""
-    from pathlib import Path
-
-    from caloforge.data.geometry import OFFICIAL, Geometry
+    """``Geometry.parse`` (the one grammar: official key, regular:NZxNAxNR:DR_MM or a binning .xml), or None."""
+    from caloforge.data.geometry import Geometry
 
     if spec is None:
         return None
-    if spec in OFFICIAL:
-        return Geometry.official(spec)
-    if spec.startswith("regular:"):
-        try:
-            _, shape, dr = spec.split(":")
-            nz, na, nr = (int(v) for v in shape.lower().split("x"))
-            return Geometry.regular(nz, na, nr, float(dr))
-        except ValueError:
-            raise ConfigError(f"--geometry: expected regular:NZxNAxNR:DR_MM like regular:45x16x9:4.65, found {spec!r}") from None
-    if Path(spec).suffix.lower() == ".xml":
-        return Geometry.from_xml(spec)
-    raise ConfigError(f"--geometry: expected regular:NZxNAxNR:DR_MM, an official key or a .xml file, found {spec!r}")
+    try:
+        return Geometry.parse(spec)
+    except CaloforgeError as exc:
+        raise ConfigError(f"--geometry: {exc}") from None
 
 
 def _per_gen(values, n: int, flag: str) -> list:
@@ -83,7 +73,7 @@ def _ms_per_shower(args) -> list:
     for i, ckpt in enumerate(_per_gen(args.checkpoint, len(args.gen), "--checkpoint")):
         if ckpt is not None and ms[i] is None:
             from caloforge.evaluation.timing import time_batch
-            from caloforge.training.generator import Generator
+            from caloforge.sampling.generator import Generator
 
             ms[i] = time_batch(Generator.load(ckpt, device=args.device), 100, repeats=1)["ms_per_shower"]
     return ms

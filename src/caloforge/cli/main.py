@@ -22,6 +22,8 @@ _COMMAND_MODULES = (
     "caloforge.cli.sample_cmd",
     "caloforge.cli.evaluate_cmd",
     "caloforge.cli.bench_cmd",
+    "caloforge.cli.export_cmd",
+    "caloforge.cli.adapt_cmd",
 )
 
 

@@ -10,13 +10,23 @@ from caloforge.errors import ConfigError
 def register(sub) -> None:
     p = sub.add_parser("sample", help="generate showers from a trained run (official HDF5 layout)")
     p.add_argument("--checkpoint", required=True, help="run directory (latest checkpoint) or a checkpoint file")
-    p.add_argument("--n", type=int, default=None, help="number of showers (default: all energies of --energies-from)")
+    p.add_argument("--n", type=int, default=None,
+                   help="number of showers (default: every row of --energies-from / --conditions-from)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--energies-from", default=None, metavar="REF.h5",
                      help="take the first N incident energies of this file (all of them without --n)")
     src.add_argument("--energy-range", default=None, metavar="LO:HI",
                      help="incident energies log-uniform in [LO, HI] GeV, e.g. 1:100")
-    p.add_argument("--solver", default=None, help="ODE/diffusion solver (default: the recipe's)")
+    src.add_argument("--conditions-from", default=None, metavar="FILE.h5",
+                     help="take energies and every condition the model needs (incident_phi, incident_theta, "
+                          "detector_id) from this shower file")
+    p.add_argument("--phi", type=float, default=None, help="incident phi in rad for every shower (angle models)")
+    p.add_argument("--theta", type=float, default=None, help="incident theta in rad for every shower (angle models)")
+    p.add_argument("--detector", default=None,
+                   help="detector for every shower: an integer one-hot slot or a name from the model's "
+                        "detector_names (multi-detector models)")
+    p.add_argument("--solver", default=None, help="solver from the registry, e.g. euler, heun, rk4, edm_heun, ddim "
+                                                  "(default: the recipe's)")
     p.add_argument("--steps", type=int, default=None, help="solver steps (default: the recipe's)")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise and of --energy-range draws (default 0)")
     p.add_argument("--batch-size", type=int, default=1000, help="showers per network batch (default 1000)")
@@ -25,7 +35,8 @@ def register(sub) -> None:
                         "> 0 draws its noise from a stream seeded by (seed, k)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA weights")
-    p.add_argument("--out", required=True, help="output HDF5 file")
+    p.add_argument("--out", required=True, help="output HDF5 file (never an input; existing only with --force)")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file")
     p.set_defaults(func=_run)
 
 
@@ -54,41 +65,53 @@ def sample_energies(args) -> np.ndarray:
     if args.n is None:
         raise ConfigError("--n: required with --energy-range (how many showers to generate)")
     lo, hi = energy_range_gev(args.energy_range)
-    rng = np.random.default_rng(args.seed)
-    return 1e3 * 10 ** rng.uniform(np.log10(lo), np.log10(hi), args.n)
+    from caloforge.data.energies import log_uniform
+
+    return log_uniform(args.n, (1e3 * lo, 1e3 * hi), np.random.default_rng(args.seed))
 
 
-def chunk_seed(seed: int, k: int) -> int:
-    """Noise seed of output chunk k: the plain seed for the first chunk (so small files do not change)."""
-    return int(seed) if k == 0 else int(np.random.SeedSequence([int(seed), int(k)]).generate_state(1)[0])
+def requested_conditions(args, gen) -> dict:
+    """energies, phi, theta, detector from the flags or --conditions-from; refuses flags the model does not use."""
+    from caloforge.sampling.conditions import conditions_from_file, needed_conditions
+
+    needed = needed_conditions(gen.encoder)
+    flags = {"phi": args.phi, "theta": args.theta, "detector": args.detector}
+    unused = [k for k, v in flags.items() if v is not None and k not in needed]
+    if unused:
+        raise ConfigError(f"--{unused[0]}: this model is not conditioned on {unused[0]} (it uses "
+                          f"{', '.join(['energy', *needed])})")
+    if args.conditions_from:
+        if args.n is not None and args.n < 1:
+            raise ConfigError(f"--n: expected a positive integer, found {args.n}")
+        got = conditions_from_file(args.conditions_from, args.n)
+        for k in needed:
+            if got[k] is None and flags[k] is None:
+                dataset = {"phi": "incident_phi", "theta": "incident_theta", "detector": "detector_id"}[k]
+                raise ConfigError(f"{args.conditions_from}: dataset '{dataset}': required by this model, not found "
+                                  f"(or give --{k})")
+        return {k: (flags[k] if flags.get(k) is not None else v) for k, v in got.items()}
+    return {"energies": sample_energies(args), **{k: flags[k] for k in ("phi", "theta", "detector")}}
 
 
 def _run(args) -> int:
-    from caloforge.data.writer import ShowerWriter
-    from caloforge.training.generator import Generator
+    from caloforge.outputs import check_output, clean_stale_temps
+    from caloforge.sampling.generator import Generator
+    from caloforge.sampling.output import sample_to_file
+    from caloforge.training.checkpoint import resolve_checkpoint
 
     if args.chunk < 1:
         raise ConfigError(f"--chunk: expected a positive integer, found {args.chunk}")
-    energies = sample_energies(args)
-    gen = Generator.load(args.checkpoint, use_ema=not args.no_ema, device=args.device)
-    gen.nfe(args.solver, args.steps)  # a bad solver / steps is refused before the file is started
-    solver = args.solver or gen.config.sampler.solver or gen.objective.default_solver
-    nfe = gen.nfe(args.solver, args.steps)
-    attrs = {"generator": "caloforge", "checkpoint": gen.source, "step": gen.step, "recipe": gen.config.name,
-             "solver": str(solver), "nfe": -1 if nfe is None else int(nfe), "seed": int(args.seed)}
-    rejected = redrawn = still_bad = 0
-    seconds = 0.0
-    with ShowerWriter(args.out, gen.geometry.n_voxels, geometry=gen.geometry, attrs=attrs,
-                      expected_n=len(energies)) as writer:
-        for k, lo in enumerate(range(0, len(energies), args.chunk)):
-            e = energies[lo:lo + args.chunk]
-            showers, stats = gen.generate(e, solver=args.solver, steps=args.steps, seed=chunk_seed(args.seed, k),
-                                          batch_size=args.batch_size)
-            writer.append(e, showers)
-            rejected += stats["rejected_per_round"][0] if stats["rejected_per_round"] else 0
-            redrawn, still_bad, seconds = redrawn + stats["n_redrawn"], still_bad + stats["n_still_bad"], \
-                seconds + stats["seconds"]
-    print(f"wrote {len(energies)} showers to {args.out}; rejected {rejected} in the first draw, redrawn "
-          f"{redrawn}, still bad {still_bad}; {1e3 * seconds / len(energies):.2f} ms/shower "
-          f"({nfe} network calls, {stats['device']})")
+    ckpt = resolve_checkpoint(args.checkpoint)
+    out = check_output(args.out, force=args.force,
+                       inputs=[args.energies_from, args.conditions_from, args.checkpoint, ckpt])
+    clean_stale_temps(out.parent)
+    gen = Generator.load(ckpt, use_ema=not args.no_ema, device=args.device)
+    cond = requested_conditions(args, gen)
+    energies = np.asarray(cond["energies"], dtype=np.float64).reshape(-1)
+    raw = gen.conditions(energies, cond["phi"], cond["theta"], cond["detector"])  # refuses missing ones
+    stats = sample_to_file(out, gen, energies, raw, args.seed, args.chunk, solver=args.solver, steps=args.steps,
+                           batch_size=args.batch_size, show_progress=True)
+    print(f"wrote {stats['n']} showers to {out}; rejected {stats['rejected_first']} in the first draw, redrawn "
+          f"{stats['n_redrawn']}, still bad {stats['n_still_bad']}; {stats['ms_per_shower']:.2f} ms/shower "
+          f"({stats['solver']} {stats['steps']} steps, {stats['nfe']} network calls, {stats['device']})")
     return 0

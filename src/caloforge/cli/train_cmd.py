@@ -13,7 +13,9 @@ def register(sub) -> None:
                        description="Train a recipe on a shower file. Overrides are dotted key=value pairs typed by "
                                    "YAML, e.g. train.lr=1e-3 train.batch_size=128 model.depth=4.")
     p.add_argument("--recipe", required=True, help="recipe name (see `caloforge recipes`) or a YAML file")
-    p.add_argument("--data", required=True, help="training file (CaloChallenge layout)")
+    p.add_argument("--data", required=True, action="append",
+                   help="training file (CaloChallenge layout); repeat for several detectors on one mesh (one file "
+                        "each, mapped to slots by name; weights in data.detector_weights)")
     p.add_argument("--val", default=None, help="validation file for a periodic validation loss")
     p.add_argument("--out", required=True, help="run directory (checkpoints, metrics.jsonl, config.yaml)")
     p.add_argument("--steps", type=int, default=None, help="total optimiser steps (overrides train.steps)")
@@ -31,7 +33,8 @@ def _run(args) -> int:
     from caloforge.training.trainer import train
 
     recipe = load_recipe(args.recipe, args.overrides)
-    result = train(recipe, args.data, args.out, val_path=args.val, steps=args.steps, device=args.device,
+    data = args.data[0] if len(args.data) == 1 else args.data
+    result = train(recipe, data, args.out, val_path=args.val, steps=args.steps, device=args.device,
                    outside_energy_range=args.outside_energy_range)
     if not env_dist_info().is_main:
         return 0 if result.completed else 1

@@ -123,6 +123,26 @@ class Geometry:
         return replace(geo, layer_depth_mm=3.4) if key in ("2", "3") else geo
 
     @classmethod
+    def parse(cls, spec: str | Path) -> Geometry:
+        """THE geometry grammar of every command and recipe: an official key ('1-photons', '1-pions', '2', '3'; also
+        written 'official:2'), 'regular:NZxNAxNR:DR_MM' (a regular mesh, dr in mm) or a binning .xml file."""
+        text = str(spec)
+        key = text.split(":", 1)[1] if text.startswith("official:") else text
+        if key in OFFICIAL:
+            return cls.official(key)
+        if text.startswith("regular:"):
+            try:
+                _, shape, dr = text.split(":")
+                nz, na, nr = (int(v) for v in shape.lower().split("x"))
+                return cls.regular(nz, na, nr, float(dr))
+            except ValueError:
+                raise DataError(f"geometry {text!r}: expected regular:NZxNAxNR:DR_MM like regular:45x16x9:4.65") from None
+        if Path(text).suffix.lower() == ".xml":
+            return cls.from_xml(text)
+        raise DataError(f"geometry {text!r}: expected an official key ({', '.join(OFFICIAL)}), "
+                        f"regular:NZxNAxNR:DR_MM or a binning .xml file")
+
+    @classmethod
     def for_voxels(cls, n_voxels: int) -> Geometry | None:
         """The official geometry with this many voxels, if there is one (368, 533, 6480, 40500)."""
         for key in OFFICIAL:

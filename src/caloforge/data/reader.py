@@ -52,11 +52,9 @@ def resolve_geometry(geometry: Geometry | str | None) -> Geometry | None:
     or None."""
     if geometry is None or isinstance(geometry, Geometry):
         return geometry
-    if str(geometry).endswith(".xml"):
-        if not Path(geometry).is_file():
-            raise DataError(f"{geometry}: binning XML file not found")
-        return Geometry.from_xml(geometry)
-    return Geometry.official(str(geometry))
+    if str(geometry).endswith(".xml") and not Path(geometry).is_file():
+        raise DataError(f"{geometry}: binning XML file not found")
+    return Geometry.parse(geometry)
 
 
 def open_h5(path: Path) -> h5py.File:

@@ -22,6 +22,7 @@ import torch
 from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from caloforge.devices import resolve_device
 from caloforge.errors import CaloforgeError
 from caloforge.progress import progress
 
@@ -63,12 +64,6 @@ def split_per_class(n: int, rng: np.random.Generator, fractions=SPLIT_FRACTIONS)
     sizes = (n * np.asarray(fractions)).astype(int)
     perm = rng.permutation(n)
     return np.split(perm, np.cumsum(sizes)[:-1])[: len(fractions)]
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _logits(model: torch.nn.Module, x: torch.Tensor, batch_size: int, device: torch.device) -> np.ndarray:

@@ -21,6 +21,7 @@ import numpy as np
 
 from caloforge.data.geometry import Geometry
 from caloforge.errors import CaloforgeError, DataError
+from caloforge.transforms.postprocess import apply_threshold  # the one readout cut (float64 copies here)
 
 #: Keys of the per-layer features and which layer list indexes their columns.
 PER_LAYER = ("E_layer", "EC_r", "width_r", "sparsity")
@@ -50,17 +51,6 @@ def _as_inputs(showers, energies, geometry: Geometry) -> tuple[np.ndarray, np.nd
     return showers, energies
 
 
-def threshold_native(showers: np.ndarray, threshold: float) -> np.ndarray:
-    """Copy in the data's own float type with voxels below ``threshold`` set to 0: evaluate.py's
-    ``np.where(shower < min_energy, 0, shower)``, where numpy compares a float32 array with the Python float threshold
-    in float32, so the same voxels survive."""
-    showers = _native_float(showers)
-    return np.where(showers < np.asarray(threshold, dtype=showers.dtype), showers.dtype.type(0), showers)
-
-
-def apply_threshold(showers: np.ndarray, threshold: float) -> np.ndarray:
-    """Float64 copy of :func:`threshold_native` (for sums that are not official features)."""
-    return threshold_native(showers, threshold).astype(np.float64, copy=False)
 
 
 def _layer_moment_matrices(geometry: Geometry) -> list[tuple[int, slice, np.ndarray]]:
@@ -144,7 +134,7 @@ def compute_hlf(showers, energies, geometry: Geometry, threshold: float | None =
     step = max(1, _CHUNK_ELEMENTS // max(geometry.n_voxels, 1))
     parts = []
     for start in range(0, len(showers), step):
-        x = threshold_native(showers[start : start + step], thr)  # (c, V) in the data's float type
+        x = apply_threshold(showers[start : start + step], thr)  # (c, V) in the data's float type
         parts.append(_hlf_chunk(x, energies[start : start + step], geometry, mats))
     return _concat(parts, geometry)
 
@@ -223,7 +213,7 @@ def voxel_inputs(
             )
     showers, energies = _as_inputs(showers, energies, geometry)
     thr = geometry.threshold_mev if threshold is None else float(threshold)
-    x = apply_threshold(showers, thr)  # (n, V) float64
+    x = apply_threshold(showers, thr, np.float64)  # (n, V) float64
     log_e = np.log10(energies).reshape(-1, 1)
     if mode == "low":
         return np.concatenate([log_e, x / energies.reshape(-1, 1)], axis=1).astype(dtype, copy=False)

@@ -25,8 +25,9 @@ from caloforge.data.geometry import Geometry
 from caloforge.data.reader import ShowerFile
 from caloforge.errors import CaloforgeError
 from caloforge.evaluation import guards, histograms
-from caloforge.evaluation.features import compute_hlf, threshold_native, voxel_inputs
+from caloforge.evaluation.features import compute_hlf, voxel_inputs
 from caloforge.progress import progress
+from caloforge.transforms.postprocess import apply_threshold
 
 ENERGY_RANGES_MEV = ((1e3, 1e4), (1e4, 1e5), (1e5, 1e6))  # the official avg-E decades for DS2/3
 KEEP_VOXEL_BYTES = 1 << 30  # reference voxels kept in memory for the exact spectrum before a second pass is needed
@@ -86,7 +87,7 @@ def scan_file(path, geometry: Geometry, low_modes=(), low_cap: int | None = None
         for b in progress(f.iter_batches(batch_size), desc=desc or Path(path).name,
                           total=math.ceil(n / batch_size), unit="batch"):
             energies = b.energies.astype(e_dtype, copy=False)  # float32 files: exact round trip
-            xn = threshold_native(b.showers, thr)  # (b, V) in the file's float type
+            xn = apply_threshold(b.showers, thr)  # (b, V) in the file's float type
             parts.append(compute_hlf(xn, energies, geometry, thr))
             digests.append(guards.row_digests(b.energies, b.showers))
             total += xn.sum(axis=0, dtype=np.float64)
@@ -133,7 +134,7 @@ def finish_reference_spectrum(ref: FileScan, geometry: Geometry, batch_size: int
         counts = np.zeros(len(edges) - 1, dtype=np.int64)
         with ShowerFile(ref.path, geometry=geometry) as f:
             for b in progress(f.iter_batches(batch_size), desc="reference voxels", unit="batch"):
-                xn = threshold_native(b.showers, thr)
+                xn = apply_threshold(b.showers, thr)
                 counts += histograms.count_on_edges(xn[xn > 0], edges)
         ref.voxel_counts = counts
     ref.voxel_values = None

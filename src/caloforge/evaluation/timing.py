@@ -81,9 +81,9 @@ def _sync(device) -> None:
 def time_batch(generator, batch_size: int, solver=None, steps=None, repeats: int = 3, warmup: int = 1,
                seed: int = 0, energy_range_mev=(1e3, 1e6)) -> dict:
     """Median and 16-84 % ms per shower of ``generator.generate`` on one batch of ``batch_size`` showers."""
-    rng = np.random.default_rng(seed)
-    lo, hi = np.log10(energy_range_mev[0]), np.log10(energy_range_mev[1])
-    energies = 10 ** rng.uniform(lo, hi, batch_size)
+    from caloforge.data.energies import log_uniform
+
+    energies = log_uniform(batch_size, energy_range_mev, np.random.default_rng(seed))
     device = getattr(generator, "device", "cpu")
     for w in range(warmup):
         generator.generate(energies, solver=solver, steps=steps, seed=seed + w, batch_size=batch_size)

@@ -19,10 +19,11 @@ from caloforge.models.embeddings import Rope3D
 class RMSNorm(nn.Module):
     """x / rms(x) * gamma, computed in float32 (bf16 sums of squares lose precision), returned in x's dtype."""
 
-    def __init__(self, dim: int, eps: float = 1e-6, affine: bool = True):
+    def __init__(self, dim: int, eps: float = 1e-6, affine: bool = True, heads: int = 0):
         super().__init__()
         self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim)) if affine else None
+        shape = (heads, 1, dim) if heads else (dim,)  # heads: one weight vector per head of a (B, H, T, hd) input
+        self.weight = nn.Parameter(torch.ones(shape)) if affine else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xf = x.float()
@@ -32,11 +33,11 @@ class RMSNorm(nn.Module):
         return out.to(x.dtype)
 
 
-def make_norm(kind: str, dim: int) -> nn.Module:
-    """Pre-norm without its own affine parameters (adaLN supplies shift and scale)."""
+def make_norm(kind: str, dim: int, affine: bool = False) -> nn.Module:
+    """Pre-norm; by default without its own weights (adaLN supplies shift and scale), ``affine`` adds them."""
     if kind == "rmsnorm":
-        return RMSNorm(dim, affine=False)
-    return nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        return RMSNorm(dim, affine=affine)
+    return nn.LayerNorm(dim, elementwise_affine=affine, bias=False, eps=1e-6)
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -47,14 +48,15 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
 class Attention(nn.Module):
     """Multi-head self-attention with optional QK-RMSNorm and 3-D RoPE, via scaled_dot_product_attention."""
 
-    def __init__(self, dim: int, heads: int, qk_norm: bool, dropout: float = 0.0):
+    def __init__(self, dim: int, heads: int, qk_norm: bool, dropout: float = 0.0, qk_norm_weights: str = "shared"):
         super().__init__()
         self.heads = heads
         self.head_dim = dim // heads
         self.dropout = dropout
         self.qkv = nn.Linear(dim, 3 * dim)
-        self.q_norm = RMSNorm(self.head_dim) if qk_norm else nn.Identity()
-        self.k_norm = RMSNorm(self.head_dim) if qk_norm else nn.Identity()
+        per_head = heads if qk_norm_weights == "per_head" else 0
+        self.q_norm = RMSNorm(self.head_dim, heads=per_head) if qk_norm else nn.Identity()
+        self.k_norm = RMSNorm(self.head_dim, heads=per_head) if qk_norm else nn.Identity()
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor, rope: Rope3D | None = None) -> torch.Tensor:
@@ -117,11 +119,13 @@ class DiTBlock(nn.Module):
         mlp: str,
         shared_modulation: bool,
         dropout: float = 0.0,
+        norm_affine: bool = False,
+        qk_norm_weights: str = "shared",
     ):
         super().__init__()
-        self.norm1 = make_norm(norm, dim)
-        self.attn = Attention(dim, heads, qk_norm, dropout)
-        self.norm2 = make_norm(norm, dim)
+        self.norm1 = make_norm(norm, dim, norm_affine)
+        self.attn = Attention(dim, heads, qk_norm, dropout, qk_norm_weights)
+        self.norm2 = make_norm(norm, dim, norm_affine)
         self.mlp = SwiGLU(dim, mlp_ratio, dropout) if mlp == "swiglu" else GeluMlp(dim, mlp_ratio, dropout)
         self.shared_modulation = shared_modulation
         if shared_modulation:
@@ -146,9 +150,9 @@ class DiTBlock(nn.Module):
 class FinalLayer(nn.Module):
     """adaLN-modulated norm, then a zero-initialised Linear(D -> patch_dim): the untrained net outputs exactly 0."""
 
-    def __init__(self, dim: int, patch_dim: int, norm: str, shared_modulation: bool):
+    def __init__(self, dim: int, patch_dim: int, norm: str, shared_modulation: bool, norm_affine: bool = False):
         super().__init__()
-        self.norm = make_norm(norm, dim)
+        self.norm = make_norm(norm, dim, norm_affine)
         self.linear = nn.Linear(dim, patch_dim)
         self.shared_modulation = shared_modulation
         if shared_modulation:

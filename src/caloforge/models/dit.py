@@ -2,7 +2,8 @@
 
 Network call (docs/architecture.md): ``net(z (B, n_z, n_alpha, n_r), t_in (B,), cond (B, C) | None)`` returns a
 tensor shaped like ``z``. ``t_in`` is whatever float the objective uses (flow time in [0, 1], EDM c_noise, ...); it is
-embedded as sinusoids of ``t_in * 1000`` followed by an MLP. Padded voxels are zeros in the input and are dropped
+embedded as sinusoids of ``t_in * t_scale`` (1000 by default) followed by an MLP. The options that make it CaloArt's
+model exactly are described in ``caloforge.models.options``. Padded voxels are zeros in the input and are dropped
 by the tokenizer's inverse, so no attention mask is needed. At initialisation the output is exactly zero.
 """
 
@@ -15,12 +16,16 @@ from torch import nn
 
 from caloforge.errors import ConfigError
 from caloforge.models.blocks import DiTBlock, FinalLayer
-from caloforge.models.embeddings import ConditionEmbedder, Rope3D, TimestepEmbedder, sincos_3d
+from caloforge.models.embeddings import (
+    SPLIT_COLUMNS,
+    ConditionEmbedder,
+    Rope3D,
+    SplitConditionEmbedder,
+    TimestepEmbedder,
+    sincos_3d,
+)
+from caloforge.models.options import INITS, MLPS, NORMS, POS_EMBEDS, QK_NORM_WEIGHTS, ROPE_LAYOUTS
 from caloforge.models.tokenizer import Patcher
-
-POS_EMBEDS = ("sincos", "rope", "sincos+rope", "none")
-NORMS = ("layernorm", "rmsnorm")
-MLPS = ("gelu", "swiglu")
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,12 @@ class DiTConfig:
     in_channels: int = 1
     dropout: float = 0.0
     rope_theta: float = 10000.0
+    cond_widths: tuple[int, int, int] | None = None  # None: one MLP over the whole condition vector
+    norm_affine: bool = False
+    qk_norm_weights: str = "shared"
+    t_scale: float = 1000.0
+    rope_layout: str = "all"
+    init: str = "zero"
 
     def __post_init__(self):
         for name in ("grid", "patch"):
@@ -59,7 +70,8 @@ class DiTConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"model: {name}: expected an integer >= {low}, found {value!r}")
-        for name, allowed in (("pos_embed", POS_EMBEDS), ("norm", NORMS), ("mlp", MLPS)):
+        for name, allowed in (("pos_embed", POS_EMBEDS), ("norm", NORMS), ("mlp", MLPS),
+                              ("qk_norm_weights", QK_NORM_WEIGHTS), ("rope_layout", ROPE_LAYOUTS), ("init", INITS)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(
                     f"model: {name}: expected one of {list(allowed)}, found {getattr(self, name)!r}"
@@ -68,6 +80,10 @@ class DiTConfig:
             raise ConfigError(f"model: mlp_ratio: expected a number > 0, found {self.mlp_ratio!r}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"model: dropout: expected a number in [0, 1), found {self.dropout!r}")
+        if not self.t_scale > 0:
+            raise ConfigError(f"model: t_scale: expected a number > 0, found {self.t_scale!r}")
+        if self.cond_widths is not None:
+            self._check_cond_widths()
         if not self.rope_theta > 1:
             raise ConfigError(f"model: rope_theta: expected a number > 1, found {self.rope_theta!r}")
         if self.dim % self.heads:
@@ -80,6 +96,18 @@ class DiTConfig:
             )
         if "sincos" in self.pos_embed and (self.dim % 2 or self.dim < 6):
             raise ConfigError(f"model: dim: 3-D sin-cos positions need an even dim >= 6, found {self.dim}")
+
+    def _check_cond_widths(self) -> None:
+        w = self.cond_widths
+        if not isinstance(w, (tuple, list)) or len(w) != 3 or any(isinstance(v, bool) or not isinstance(v, int)
+                                                                   or v < 1 for v in w):
+            raise ConfigError(f"model: cond_widths: expected three positive integers (energy, phi, theta), found {w!r}")
+        object.__setattr__(self, "cond_widths", tuple(int(v) for v in w))
+        if sum(w) != self.dim:
+            raise ConfigError(f"model: cond_widths: expected widths adding up to dim {self.dim}, found {list(w)}")
+        if self.cond_dim not in (1, SPLIT_COLUMNS[-1][1]):
+            raise ConfigError(f"model: cond_widths: separate energy/phi/theta embedders need the conditions [energy] "
+                              f"or [energy, phi, theta], found {self.cond_dim} condition features")
 
     @property
     def head_dim(self) -> int:
@@ -119,9 +147,14 @@ class DiT(nn.Module):
             self.register_buffer("pos_embed", sincos_3d(coords, d)[None], persistent=False)  # (1, T, D)
         else:
             self.pos_embed = None
-        self.rope = Rope3D(coords, cfg.head_dim, cfg.rope_theta) if "rope" in cfg.pos_embed else None
-        self.t_embedder = TimestepEmbedder(d)
-        self.c_embedder = ConditionEmbedder(cfg.cond_dim, d) if cfg.cond_dim > 0 else None
+        self.rope = Rope3D(coords, cfg.head_dim, cfg.rope_theta, cfg.rope_layout) if "rope" in cfg.pos_embed else None
+        self.t_embedder = TimestepEmbedder(d, t_scale=cfg.t_scale)
+        if cfg.cond_dim == 0:
+            self.c_embedder = None
+        elif cfg.cond_widths is not None:
+            self.c_embedder = SplitConditionEmbedder(cfg.cond_widths)
+        else:
+            self.c_embedder = ConditionEmbedder(cfg.cond_dim, d)
         self.shared_adaLN = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d)) if cfg.shared_modulation else None
         block_args = (
             cfg.heads,
@@ -131,23 +164,36 @@ class DiT(nn.Module):
             cfg.mlp,
             cfg.shared_modulation,
             cfg.dropout,
+            cfg.norm_affine,
+            cfg.qk_norm_weights,
         )
         self.blocks = nn.ModuleList(DiTBlock(d, *block_args) for _ in range(cfg.depth))
-        self.final = FinalLayer(d, out_dim, cfg.norm, cfg.shared_modulation)
+        self.final = FinalLayer(d, out_dim, cfg.norm, cfg.shared_modulation, cfg.norm_affine)
 
     def initialize_weights(self) -> None:
-        """Xavier for linears; N(0, 0.02) for the embedder MLPs; adaLN modulation and the output layer at zero."""
+        """Xavier for linears; N(0, 0.02) for the embedder MLPs; the output layer at zero (the net starts at 0).
+        ``init="zero"``: adaLN modulation at zero too (every block starts as the identity); ``"caloart"``: tables
+        N(0, 1/D), the shared modulation N(0, 0.02), every condition-embedder linear N(0, 0.02)."""
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
-        for mlp in [self.t_embedder.mlp] + ([self.c_embedder.mlp] if self.c_embedder is not None else []):
+        cond = [] if self.c_embedder is None else (
+            [e.mlp for e in self.c_embedder.parts] if isinstance(self.c_embedder, SplitConditionEmbedder)
+            else [self.c_embedder.mlp])
+        for mlp in [self.t_embedder.mlp] + cond:
             nn.init.normal_(mlp[0].weight, std=0.02)
             nn.init.normal_(mlp[2].weight, std=0.02)
         zero = [self.final.linear] + [m.adaLN[-1] for m in [*self.blocks, self.final] if hasattr(m, "adaLN")]
-        if self.shared_adaLN is not None:
+        if self.cfg.init == "caloart":
+            for m in [*self.blocks, self.final]:
+                if hasattr(m, "modulation_table"):
+                    nn.init.normal_(m.modulation_table, std=self.cfg.dim ** -0.5)
+            if self.shared_adaLN is not None:
+                nn.init.normal_(self.shared_adaLN[-1].weight, std=0.02)
+        elif self.shared_adaLN is not None:
             zero.append(self.shared_adaLN[-1])
-        for layer in zero:  # adaLN-Zero: every block starts as the identity, the net starts at output 0
+        for layer in zero:
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 

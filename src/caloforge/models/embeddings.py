@@ -55,6 +55,26 @@ class ConditionEmbedder(nn.Module):
         return self.mlp(cond.to(self.mlp[0].weight.dtype))  # (B, D)
 
 
+#: Columns of the ConditionEncoder layout [energy, sin phi, cos phi, theta / pi] each split embedder reads.
+SPLIT_COLUMNS = ((0, 1), (1, 3), (3, 4))
+
+
+class SplitConditionEmbedder(nn.Module):
+    """Separate MLPs for energy (1 column), phi (sin, cos) and theta, outputs concatenated to (B, sum(widths)).
+
+    A condition vector with the energy column only (data without angles) gets zeros for the angles, so the
+    network is the same whether or not a data set records them (CaloArt feeds zeros on CaloChallenge data)."""
+
+    def __init__(self, widths: tuple[int, int, int]):
+        super().__init__()
+        self.parts = nn.ModuleList(ConditionEmbedder(hi - lo, w) for (lo, hi), w in zip(SPLIT_COLUMNS, widths))
+
+    def forward(self, cond: torch.Tensor) -> torch.Tensor:
+        if cond.shape[-1] < SPLIT_COLUMNS[-1][1]:  # energy only: the angle columns are zeros
+            cond = torch.cat([cond, cond.new_zeros(cond.shape[0], SPLIT_COLUMNS[-1][1] - cond.shape[-1])], dim=-1)
+        return torch.cat([emb(cond[:, lo:hi]) for emb, (lo, hi) in zip(self.parts, SPLIT_COLUMNS)], dim=-1)
+
+
 def sincos_1d(pos: torch.Tensor, dim: int, base: float = 10000.0) -> torch.Tensor:
     """(T,) positions -> (T, dim) with dim even: [sin(p w_i), cos(p w_i)], w_i = base^(-2i/dim)."""
     omega = base ** (-torch.arange(dim // 2, dtype=torch.float64) * 2.0 / dim)  # (dim/2,)
@@ -71,17 +91,22 @@ def sincos_3d(coords: torch.Tensor, dim: int) -> torch.Tensor:
 
 class Rope3D(nn.Module):
     """Rotary position embedding over three axes: head_dim is split in (z, alpha, r) parts, and each pair of
-    channels in an axis part is rotated by ``coord * theta^(-2i/d)`` so that q_m . k_n depends on m - n only."""
+    channels in an axis part is rotated by ``coord * theta^(-2i/d)`` so that q_m . k_n depends on m - n only.
+    ``layout="all"`` rotates every channel (``axis_split``); ``"equal"`` gives each axis 2 * (head_dim // 6)
+    channels and leaves the remaining pairs unrotated (CaloArt's layout)."""
 
-    def __init__(self, coords: torch.Tensor, head_dim: int, theta: float = 10000.0):
+    def __init__(self, coords: torch.Tensor, head_dim: int, theta: float = 10000.0, layout: str = "all"):
         super().__init__()
         angles = []
-        for axis, d in enumerate(axis_split(head_dim)):
+        split = axis_split(head_dim) if layout == "all" else (2 * (head_dim // 6),) * 3
+        for axis, d in enumerate(split):
             if d == 0:
                 continue
             freqs = theta ** (-torch.arange(d // 2, dtype=torch.float64) * 2.0 / d)  # (d/2,)
             angles.append(coords[:, axis].double()[:, None] * freqs[None])  # (T, d/2)
-        angle = torch.cat(angles, dim=-1)  # (T, head_dim/2)
+        angle = torch.cat(angles, dim=-1)  # (T, rotated/2)
+        pad = head_dim // 2 - angle.shape[1]  # layout "equal": the last channel pairs are not rotated (angle 0)
+        angle = torch.cat([angle, angle.new_zeros(angle.shape[0], pad)], dim=-1)  # (T, head_dim/2)
         self.register_buffer("cos", angle.cos().float(), persistent=False)  # (T, head_dim/2)
         self.register_buffer("sin", angle.sin().float(), persistent=False)  # (T, head_dim/2)
 

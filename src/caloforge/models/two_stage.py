@@ -88,7 +88,7 @@ class TwoStageNet(nn.Module):
     conditions, the voxel model's condition (teacher forcing; at sampling they come from the layer model).
     """
 
-    def __init__(self, voxel_cfg, layer_cfg: LayerMLPConfig):
+    def __init__(self, voxel_cfg, layer_cfg: LayerMLPConfig, objectives: tuple | None = None):
         """``voxel_cfg``: a ``DiTConfig`` (regular mesh) or a ``LayerDiTConfig`` (irregular layers, dataset 1)."""
         from caloforge.models.layer_dit import voxel_network
 
@@ -98,7 +98,8 @@ class TwoStageNet(nn.Module):
                               f"conditions {layer_cfg.cond_dim} + layer codes {layer_cfg.n_layers}")
         self.voxel = voxel_network(voxel_cfg)
         self.layer = LayerMLP(layer_cfg)
-        self.objectives = None  # (voxel objective, layer objective), set by the trainer; not part of the state
+        # (voxel objective, layer objective): needed by forward (training) only; a tuple, so not part of the state
+        self.objectives = tuple(objectives) if objectives is not None else None
 
     @property
     def cfg(self) -> dict:
@@ -109,7 +110,7 @@ class TwoStageNet(nn.Module):
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor, generator: torch.Generator | None = None):
         if self.objectives is None:
-            raise ConfigError("two-stage model: objectives are not set (the trainer sets them)")
+            raise ConfigError("two-stage model: built without objectives; pass objectives=(voxel, layer) to train it")
         voxel_obj, layer_obj = self.objectives
         n_cond = self.layer.cfg.cond_dim
         layer_loss = layer_obj.loss(self.layer, cond[:, n_cond:], cond[:, :n_cond], generator=generator)

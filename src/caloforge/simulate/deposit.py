@@ -16,9 +16,10 @@ from caloforge.simulate import gflash
 
 
 def layer_fractions(t_edges: np.ndarray, t_max: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """Share of the Gamma(alpha, beta) depth profile inside each layer: t_edges (L+1,) in X0 -> (B, L)."""
+    """Share of the Gamma(alpha, beta) depth profile inside each layer: t_edges (L+1,) or (B, L+1) in X0 -> (B, L)."""
     beta = (alpha - 1.0) / t_max  # (B,)
-    cdf = special.gammainc(alpha[:, None], beta[:, None] * t_edges[None, :])  # (B, L+1)
+    t = t_edges if t_edges.ndim == 2 else t_edges[None, :]  # per-shower edges (B, L+1) or shared (1, L+1)
+    cdf = special.gammainc(alpha[:, None], beta[:, None] * t)  # (B, L+1)
     return np.diff(cdf, axis=1)
 
 
@@ -35,13 +36,14 @@ def cell_probabilities(
 ) -> np.ndarray:
     """Probability that a spot lands in layer l, ring r (summed over alpha): (B, L, R); the rest leaks out.
 
-    t_edges are layer edges in X0, r_edges_rm ring edges in Moliere radii. The radial shape of a layer is taken at
+    t_edges are layer edges in X0 ((L+1,), or (B, L+1) when each shower starts at its own depth, e.g. behind
+    upstream material), r_edges_rm ring edges in Moliere radii. The radial shape of a layer is taken at
     its centre, with Geant4's tau = t/T scaled by the shower's centre of gravity relative to the mean shower.
     """
     longitudinal = layer_fractions(t_edges, t_max, alpha)  # (B, L)
-    t_centres = 0.5 * (t_edges[1:] + t_edges[:-1])  # (L,)
+    t_centres = 0.5 * (t_edges[..., 1:] + t_edges[..., :-1])  # (L,) or (B, L)
     cog_scale = (alpha - 1.0) / alpha * mean_alpha / (mean_alpha - 1.0)  # (B,)
-    tau = t_centres[None, :] / t_max[:, None] * cog_scale[:, None]  # (B, L)
+    tau = np.atleast_2d(t_centres) / t_max[:, None] * cog_scale[:, None]  # (B, L)
     rc, rt, p = gflash.radial_parameters(tau, energy_gev, z, inv_fs, ehat)  # each (B, L)
     cdf = gflash.radial_cdf(r_edges_rm[None, None, :], rc[..., None], rt[..., None], p[..., None])  # (B, L, R+1)
     rings = np.diff(cdf, axis=2)  # (B, L, R)

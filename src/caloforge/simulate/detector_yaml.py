@@ -46,6 +46,7 @@ class _DetectorModel(BaseModel):
     readout: Literal["active", "all"] = "active"
     production_cut_mm: float = Field(default=0.7, gt=0)
     physics: str = "em_opt1"
+    x0_front: float = Field(default=0.0, ge=0)  # GFlash only: dead material in front, X0 at normal incidence
     sampling_fraction: float | None = Field(default=None, gt=0, le=1)
     stochastic_term: float | None = Field(default=None, gt=0)
     readout_scale: float | None = Field(default=None, gt=0)
@@ -94,7 +95,7 @@ def load_detector(path: str | Path) -> DetectorSpec:
         m.d_absorber_mm, m.d_active_mm, sampling_fraction_override=m.sampling_fraction,
         stochastic_term_override=m.stochastic_term, readout_scale_override=m.readout_scale,
         inner_radius_mm=m.inner_radius_mm, length_mm=m.length_mm, n_layers=m.n_layers, d_gap_mm=m.d_gap_mm,
-        readout=m.readout, production_cut_mm=m.production_cut_mm, physics=m.physics,
+        readout=m.readout, production_cut_mm=m.production_cut_mm, physics=m.physics, x0_front=m.x0_front,
     )
 
 

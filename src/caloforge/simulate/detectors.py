@@ -51,6 +51,7 @@ class DetectorSpec:
     sampling_fraction_override: float | None = None  # visible / incident energy of a fully contained shower
     stochastic_term_override: float | None = None  # a in sigma/E = a / sqrt(E/GeV)
     readout_scale_override: float | None = None  # file energy = visible energy x readout scale
+    x0_front: float = 0.0  # GFlash: dead material in front, X0 at normal incidence (crossed / sin(theta))
     # Geant4 geometry and physics (`caloforge simulate`); GFlash reads only d_gap_mm (it lengthens the period).
     inner_radius_mm: float = 800.0  # the particle starts on the axis and enters the inner face
     length_mm: float = 2000.0  # cylinder length along its axis
@@ -183,8 +184,26 @@ PRESETS: dict[str, DetectorSpec] = {
         DetectorSpec("allegro", 9, "FCC-ee ALLEGRO-like Pb/LAr ECal, inclined plates unrolled (2.8 mm Pb / 3.9 mm LAr"
                      " / 1.9 mm gap)", "LAr", Mesh(45, 16, 8, 5.0, 11.0), "Pb", 2.8, 3.9, d_gap_mm=1.9, n_layers=43,
                      inner_radius_mm=2170.0, length_mm=2 * 3100.0),
+        # LEMURS-like GFlash set for the angle / adaptation study (docs/adapt.md): all on the 45 x 16 x 9 grid so that
+        # one model can learn them all; cell sizes follow the detector (LEMURS / DDML) and the dead material in front
+        # (x0_front) gives each its own angle dependence. par04-siw (id 0) is the first of the five. odd/cld/allegro
+        # above are the Geant4 back-end's layered cylinders (no front material; allegro has 8 rings).
+        DetectorSpec("par04-scipb-ds2", 10, "LEMURS-like Par04 Sci/Pb: Par04 layer pitch with Pb + scintillator "
+                     "(approximation)", "scintillator", Mesh(45, 16, 9, 6.0, 3.4), "Pb", 1.4, 0.3,
+                     stochastic_term_override=0.18),
+        DetectorSpec("odd-like", 11, "ODD-like W/Si barrel ECal behind a tracker (approximation: 2.2 mm W / 0.32 mm "
+                     "Si, 0.5 X0 upstream)", "Si", Mesh(45, 16, 9, 4.65, 4.0), "W", 2.2, 0.32, x0_front=0.5),
+        DetectorSpec("cld-like", 12, "FCC-ee CLD-like W/Si ECal (approximation: 1.9 mm W / 0.5 mm Si, 0.3 X0 "
+                     "upstream; DDML mesh 4.65 mm x 5.05 mm)", "Si", Mesh(45, 16, 9, 4.65, 5.05), "W", 1.9, 0.5,
+                     x0_front=0.3),
+        DetectorSpec("allegro-like", 13, "FCC-ee ALLEGRO-like Pb/LAr ECal (approximation: 2 mm Pb / 2.4 mm LAr, "
+                     "1.2 X0 of cryostat + solenoid upstream; DDML cells 5 mm x 11 mm on 9 rings)", "LAr",
+                     Mesh(45, 16, 9, 5.0, 11.0), "Pb", 2.0, 2.4, x0_front=1.2),
     )
 }
+
+#: The five LEMURS-like presets (one model, one grid), in CaloDiT-2's one-hot order.
+LEMURS_LIKE = ("par04-siw", "par04-scipb-ds2", "odd-like", "cld-like", "allegro-like")
 
 assert len({p.id for p in PRESETS.values()}) == len(PRESETS), "preset ids must be unique"
 

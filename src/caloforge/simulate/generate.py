@@ -6,8 +6,11 @@ identical whatever the chunk or block size, and any slice of a file can be regen
 Angles (the simplest honest model, see docs/simulate.md): the readout mesh is aligned with the particle as in Par04,
 so the incidence angle only changes the sampling period the shower sees along its axis, period / sin(theta); that
 lowers F_s and strengthens the GFlash sampling corrections. theta is the polar angle to the cylinder axis (pi/2 is
-normal incidence, the CaloChallenge DS2/DS3 setting). phi is recorded but has no effect: the detector is symmetric in
-azimuth. Homogeneous detectors ignore both.
+normal incidence, the CaloChallenge DS2/DS3 setting). Detectors with dead material in front (``x0_front`` radiation
+lengths at normal incidence: tracker, solenoid, cryostat) are crossed along a path x0_front / sin(theta): the shower
+starts developing before the calorimeter face, so in the mesh it is shallower and loses the energy left upstream, more
+so the more oblique the particle. phi is recorded but has no effect: the detector is symmetric in azimuth.
+Homogeneous detectors without front material ignore both.
 """
 
 from __future__ import annotations
@@ -87,7 +90,8 @@ def _generate_block(spec: DetectorSpec, e_mev: np.ndarray, theta: np.ndarray, se
     inv_fs = 1.0 / (med.fs * np.sin(theta)) if spec.is_sampling else np.zeros_like(e_mev)  # (B,)
     moments = gflash.longitudinal_moments(log_y, med.z, inv_fs, med.ehat)
     t_max, alpha = gflash.draw_profile(moments, normals)
-    t_edges = np.arange(mesh.n_z + 1) * mesh.dz_mm / med.x0_mm
+    t_front = spec.x0_front / np.sin(theta)  # (B,) X0 crossed before the calorimeter face
+    t_edges = t_front[:, None] + np.arange(mesh.n_z + 1)[None, :] * mesh.dz_mm / med.x0_mm  # (B, L+1)
     r_edges = np.arange(mesh.n_r + 1) * mesh.dr_mm / med.rm_mm
     cells = deposit.cell_probabilities(
         t_edges, r_edges, e_gev, t_max, alpha, np.exp(moments["mean_ln_alpha"]), med.z, inv_fs, med.ehat
@@ -109,11 +113,9 @@ def _generate_block(spec: DetectorSpec, e_mev: np.ndarray, theta: np.ndarray, se
 
 def sample_energies(n: int, energy_range_mev: tuple[float, float], seed: int) -> np.ndarray:
     """Log-uniform incident energies (the CaloChallenge DS2/DS3 convention), from the file-level stream."""
-    lo, hi = (float(x) for x in energy_range_mev)
-    if not (0 < lo <= hi and math.isfinite(hi)):
-        raise CaloforgeError(f"energy range: expected 0 < low <= high MeV, got {lo!r}:{hi!r}")
-    rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(1,)))
-    return np.exp(rng.uniform(math.log(lo), math.log(hi), int(n)))
+    from caloforge.data.energies import log_uniform
+
+    return log_uniform(n, energy_range_mev, np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(1,))))
 
 
 def sample_angles(n: int, seed: int, theta_range=None, phi_range=None) -> tuple[np.ndarray | None, np.ndarray | None]:

@@ -8,19 +8,9 @@ from __future__ import annotations
 import torch
 
 from caloforge.data.geometry import Geometry
+from caloforge.devices import resolve_device  # noqa: F401 - re-exported for the trainer and the generator
 from caloforge.errors import CaloforgeError, ConfigError
 from caloforge.training.config import Recipe
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """'auto' -> cuda when available else cpu; 'cuda' without a GPU is a one-line error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise ConfigError(f"--device: expected auto, cpu or cuda, found {name!r}")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device: {name} requested but torch sees no CUDA device (use --device cpu)")
-    return torch.device(name)
 
 
 def autocast_context(device: torch.device, precision: str):
@@ -67,6 +57,17 @@ def dit_config(recipe: Recipe, geometry: Geometry, cond_dim: int):
     return DiTConfig(grid=grid_of(geometry, recipe), cond_dim=int(cond_dim), **recipe.model.dit_kwargs())
 
 
+def recipe_dit_config(recipe: Recipe | str, geometry: Geometry | None = None, cond_dim: int | None = None):
+    """The DiTConfig a (one-stage) recipe trains on ``geometry`` (default: the official DS2 mesh), with the recipe's
+    own condition width unless ``cond_dim`` is given. The recipes are the one home of the named model sizes."""
+    from caloforge.training.config import load_recipe
+    from caloforge.training.data import build_condition_encoder
+
+    recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    geometry = geometry if geometry is not None else Geometry.official("2")
+    return dit_config(recipe, geometry, build_condition_encoder(recipe.data).dim if cond_dim is None else cond_dim)
+
+
 def network_config(recipe: Recipe, geometry: Geometry, cond_dim: int) -> dict:
     """The checkpointed network description: a DiT config dict, or ``{"kind": "two_stage", "voxel", "layer"}``."""
     if recipe.layer_model is None:
@@ -77,15 +78,16 @@ def network_config(recipe: Recipe, geometry: Geometry, cond_dim: int) -> dict:
     return {"kind": "two_stage", "voxel": voxel.to_dict(), "layer": layer}
 
 
-def build_network(model_config: dict | object):
-    """A (layer-group) DiT from its config or dict, or a TwoStageNet from ``network_config``'s two-stage dict."""
+def build_network(model_config: dict | object, objectives: tuple | None = None):
+    """A (layer-group) DiT from its config or dict, or a TwoStageNet from ``network_config``'s two-stage dict (with
+    its (voxel, layer) ``objectives`` when it is to be trained)."""
     from caloforge.models.layer_dit import voxel_config, voxel_network
 
     if isinstance(model_config, dict) and model_config.get("kind") == "two_stage":
         from caloforge.models.two_stage import LayerMLPConfig, TwoStageNet
 
         return TwoStageNet(voxel_config(dict(model_config["voxel"])),
-                           LayerMLPConfig.from_dict(dict(model_config["layer"])))
+                           LayerMLPConfig.from_dict(dict(model_config["layer"])), objectives)
     return voxel_network(model_config)
 
 

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from caloforge.errors import ConfigError
+from caloforge.models.options import Init, Mlp, Norm, PosEmbed, QKNormWeights, RopeLayout
 
 Condition = Literal["energy", "phi", "theta", "detector"]
 
@@ -38,12 +39,18 @@ class DataConfig(_Strict):
 
     conditions: tuple[Condition, ...] = ("energy",)
     energy_range_mev: tuple[float, float] = (1.0e3, 1.0e6)
-    # "file": the geometry stored in (or implied by the voxel count of) the training file; "official:2" etc.
+    # "file": the geometry stored in (or implied by the voxel count of) the training file; else Geometry.parse's grammar
     geometry: str = "file"
     n_detectors: int = Field(1, ge=1, le=65536)
     ram_budget_mb: float = Field(2048.0, gt=0, le=1e8)  # files smaller than this are loaded once and pre-transformed
     fit_max_showers: int = Field(100_000, ge=1, le=10**9)  # showers used to fit the transform chain statistics
     val_max_showers: int = Field(2048, ge=1, le=10**8)
+    # The model's detector slot table (condition 'detector'): slot k is detectors[k]; files are mapped to slots by
+    # detector name. Empty: n_detectors unnamed slots indexed by the files' detector_id. One more slot is reserved.
+    detectors: tuple[str, ...] = ()
+    new_detector: str | None = None  # the detector in the reserved slot (set by `caloforge adapt`)
+    # Per-detector sampling weights (several training files, one per detector); empty = every shower once per epoch
+    detector_weights: dict[str, float] = Field(default_factory=dict)
 
     @field_validator("energy_range_mev")
     @classmethod
@@ -52,9 +59,43 @@ class DataConfig(_Strict):
             raise ValueError(f"expected 0 < low < high, found {list(v)}")
         return v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _count_named_slots(cls, v):
+        if isinstance(v, dict) and v.get("detectors") and "n_detectors" not in v:
+            v = {**v, "n_detectors": len(v["detectors"])}  # the table sets the count (stored configs spell it out)
+        return v
+
+    @model_validator(mode="after")
+    def _slot_table(self):
+        if len(set(self.detectors)) != len(self.detectors):
+            raise ValueError(f"detectors: expected distinct names, found {list(self.detectors)}")
+        if self.detectors and self.n_detectors != len(self.detectors):
+            raise ValueError(f"n_detectors {self.n_detectors} disagrees with the {len(self.detectors)} detectors")
+        if self.new_detector is not None and not self.detectors:
+            raise ValueError("new_detector needs the detectors slot table")
+        if self.new_detector in self.detectors:
+            raise ValueError(f"new_detector {self.new_detector!r} already has a slot in detectors")
+        named = (*self.detectors, *([self.new_detector] if self.new_detector else []))
+        for name, w in self.detector_weights.items():
+            if named and name not in named:
+                raise ValueError(f"detector_weights: {name!r} is not in detectors {list(named)}")
+            if not (w >= 0 and w < float("inf")):
+                raise ValueError(f"detector_weights: {name!r}: expected a finite weight >= 0, found {w}")
+        if self.detector_weights and not any(w > 0 for w in self.detector_weights.values()):
+            raise ValueError("detector_weights: expected at least one weight > 0")
+        return self
+
+    @property
+    def slots(self) -> int:
+        """K, the number of known detector slots (the one-hot has K + 1 columns)."""
+        return len(self.detectors) or self.n_detectors
+
 
 class ModelConfig(_Strict):
-    """DiT backbone fields (``caloforge.models.dit.DiTConfig``); grid and cond_dim come from the data."""
+    """DiT backbone fields (``caloforge.models.dit.DiTConfig``; the options are ``caloforge.models.options``); grid
+    and cond_dim come from the data. ``check_parts`` builds the DiTConfig at load, so a bad combination is refused
+    before any data is read."""
 
     grid: tuple[int, int, int] | None = None  # (n_z, n_alpha, n_r); None = from the geometry
     patch: tuple[int, int, int] = (5, 4, 3)
@@ -62,11 +103,18 @@ class ModelConfig(_Strict):
     depth: int = Field(2, ge=1, le=_MAX_DEPTH)
     heads: int = Field(4, ge=1, le=1024)
     mlp_ratio: float = Field(4.0, gt=0, le=64)
-    pos_embed: str = "sincos+rope"
-    norm: str = "rmsnorm"
+    pos_embed: PosEmbed = "sincos+rope"
+    norm: Norm = "rmsnorm"
     qk_norm: bool = True
-    mlp: str = "swiglu"
+    mlp: Mlp = "swiglu"
     shared_modulation: bool = True
+    # CaloArt-exact options (caloforge.models.options); the defaults are caloforge's own choices
+    cond_widths: tuple[int, int, int] | None = None
+    norm_affine: bool = False
+    qk_norm_weights: QKNormWeights = "shared"
+    t_scale: float = Field(1000.0, gt=0)
+    rope_layout: RopeLayout = "all"
+    init: Init = "zero"
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -120,6 +168,8 @@ class TrainConfig(_Strict):
     deterministic: bool = False
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     compile: bool = False
+    # batches are a pure function of (seed, step), read in the training process (that is what makes resume exact);
+    # there are no loader workers, so any other value is refused rather than silently ignored
     num_workers: int = Field(0, ge=0, le=1024)
     # ---- seams for fine-tuning, adaptation and distillation (docs/train.md "Starting from another run") ----
     init_from: str | None = None  # run directory or checkpoint whose weights start this run (not on resume)
@@ -144,9 +194,19 @@ class TrainConfig(_Strict):
             raise ValueError("teacher_weights is set but teacher is not (expected a run directory or checkpoint)")
         return self
 
+    @field_validator("num_workers")
+    @classmethod
+    def _no_workers(cls, v):
+        if v != 0:
+            raise ValueError(f"batches are read in the training process (a pure function of (seed, step)); "
+                             f"expected 0, found {v}")
+        return v
+
 
 class PostprocessConfig(_Strict):
-    threshold_mev: float | None = Field(None, ge=0)  # None = the geometry's official readout threshold
+    # THE readout threshold of a run (None = the geometry's official one): applied to every generated shower and,
+    # in two-stage runs, to the training showers before the layer energies are taken
+    threshold_mev: float | None = Field(None, ge=0)
     max_ratio: float = Field(2.7, gt=0)  # redraw showers with E_dep / E_inc above this
     max_rounds: int = Field(10, ge=0, le=10_000)
 
@@ -170,13 +230,20 @@ class LayerModelConfig(_Strict):
     loss_weight: float = Field(1.0, gt=0)
     max_dep: float = Field(2.0, gt=0)  # u0 = E_dep / (max_dep E_inc) must stay below 1
     alpha: float = Field(1.0e-6, gt=0, lt=0.5)  # logit(alpha + (1 - 2 alpha) u)
-    threshold_mev: float | None = Field(None, ge=0)  # readout threshold before normalising; None = the geometry's
+    threshold_mev: float | None = Field(None, ge=0)  # kept so stored configs load; the threshold is postprocess.threshold_mev
     # False: the DiT learns the thresholded showers (in MeV before the transforms), conditioned on the layer codes,
     # and the layer sums are set to the layer model's at sampling; True: each layer normalised to unit sum
     # (CaloDREAM). False measured better on the shared Geant4 set (docs/fidelity.md)
     normalise_layers: bool = False
 
     _has_kind = field_validator("objective")(classmethod(lambda cls, v: _objective_has_kind(v)))
+
+    @field_validator("threshold_mev")
+    @classmethod
+    def _threshold_elsewhere(cls, v):
+        if v is not None:
+            raise ValueError(f"the readout threshold has one home, postprocess.threshold_mev; found {v}")
+        return v
 
 
 class Recipe(_Strict):
@@ -201,12 +268,14 @@ class Recipe(_Strict):
                 raise ValueError(f"step {i}: expected a 'kind' key, found keys {sorted(step)}")
         return v
 
-    @model_validator(mode="after")
-    def _no_threshold_step_in_two_stage(self):
-        if self.layer_model is not None and any(step.get("kind") == "threshold" for step in self.transforms):
-            raise ValueError("with layer_model the readout threshold is applied before the layer energies are "
-                             "taken; set it in layer_model.threshold_mev, not as a threshold step")
-        return self
+    @field_validator("transforms")
+    @classmethod
+    def _one_threshold(cls, v):
+        for i, step in enumerate(v):
+            if step.get("kind") == "threshold":
+                raise ValueError(f"step {i}: the readout threshold has one home, postprocess.threshold_mev (null: "
+                                 f"the geometry's); remove the threshold step")
+        return v
 
     def to_dict(self) -> dict:
         """Plain JSON-like dict (tuples become lists) for YAML files and checkpoints."""
@@ -217,7 +286,8 @@ class Recipe(_Strict):
 RESUME_FREE_KEYS = {
     ("description",),
     ("sampler",),
-    ("postprocess",),
+    ("postprocess", "max_ratio"),
+    ("postprocess", "max_rounds"),
     ("layer_model", "solver"),
     ("layer_model", "steps"),
     ("train", "steps"),
@@ -320,6 +390,15 @@ def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...] = ()) -> d
     return out
 
 
+def stored_recipe(raw: dict, label: str) -> Recipe:
+    """The recipe stored in a checkpoint. Runs from before the one-threshold rule held a ``threshold`` transform
+    step; it is dropped here (the checkpoint's own chain still applies it, so the run samples as it was trained)."""
+    raw = dict(raw)
+    raw["transforms"] = [s for s in raw.get("transforms", ()) if not (isinstance(s, dict) and s.get("kind") ==
+                                                                        "threshold")]
+    return recipe_from_dict(raw, label)
+
+
 def recipe_from_dict(raw: Any, label: str) -> Recipe:
     if not isinstance(raw, dict):
         raise ConfigError(f"{label}: expected a mapping of sections, found {type(raw).__name__}")
@@ -332,7 +411,8 @@ def recipe_from_dict(raw: Any, label: str) -> Recipe:
 
 
 def check_parts(recipe: Recipe, label: str) -> None:
-    """Build the objective and the transform chain once, so their errors surface when the recipe is loaded."""
+    """Build the objective, the transform chain and the network config once, so their errors surface when the
+    recipe is loaded (before any data is read)."""
     from caloforge.generative.objectives import build_objective
     from caloforge.transforms.chain import Chain
 
@@ -341,8 +421,21 @@ def check_parts(recipe: Recipe, label: str) -> None:
         if recipe.layer_model is not None:
             build_objective(dict(recipe.layer_model.objective))
         Chain.from_config(list(recipe.transforms), where="transforms")
+        _check_model(recipe)
     except ConfigError as exc:
         raise ConfigError(f"{label}: {exc}") from None
+
+
+def _check_model(recipe: Recipe) -> None:
+    """The DiTConfig of this recipe on any grid the patch fits (the real grid comes with the data)."""
+    from caloforge.models.dit import DiTConfig
+    from caloforge.training.data import build_condition_encoder
+
+    cond_dim = build_condition_encoder(recipe.data).dim
+    if recipe.layer_model is not None:
+        cond_dim += 1  # plus the layer codes (their number comes with the geometry)
+    grid = recipe.model.grid or recipe.model.patch
+    DiTConfig(grid=tuple(grid), cond_dim=cond_dim, **recipe.model.dit_kwargs())
 
 
 def load_recipe(name_or_path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:

@@ -69,11 +69,10 @@ class Teacher:
 
     @classmethod
     def _build(cls, p: dict, device) -> Teacher:
-        net = build_network(p["model_config"])
-        net.load_state_dict(p["state"])
         layer_obj = build_objective(p["layer_objective"]) if p.get("layer_objective") else None
-        if layer_obj is not None:
-            net.objectives = (build_objective(p["objective"]), layer_obj)
+        objectives = (build_objective(p["objective"]), layer_obj) if layer_obj is not None else None
+        net = build_network(p["model_config"], objectives)
+        net.load_state_dict(p["state"])
         return cls(net.to(device), build_objective(p["objective"]), p["chain"], p["model_config"], p["source"],
                    int(p["step"]), p["weights"], layer_obj, p["state"])
 

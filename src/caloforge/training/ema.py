@@ -45,15 +45,23 @@ class EMA:
 
     @torch.no_grad()
     def update(self, module: torch.nn.Module, step: int) -> float:
+        """s = decay * s + (1 - decay) * v for every float tensor, as one multi-tensor lerp (the same arithmetic as
+        a per-tensor loop, without a Python round trip per tensor: benchmarks/training_speed.py)."""
         decay = ema_decay(step, self.power, self.max_decay, self.start)
+        shadows, values = [], []
         for k, v in module.state_dict().items():
             if k in self.skip:
                 continue
             s = self.shadow[k]
-            if s.is_floating_point():
-                s.lerp_(v.detach().to(s.dtype), 1.0 - decay)  # s = decay * s + (1 - decay) * v
+            if s.is_floating_point() and s.dtype == v.dtype:
+                shadows.append(s)
+                values.append(v.detach())
+            elif s.is_floating_point():
+                s.lerp_(v.detach().to(s.dtype), 1.0 - decay)
             else:
                 s.copy_(v)
+        if shadows:
+            torch._foreach_lerp_(shadows, values, 1.0 - decay)
         return decay
 
     def state_dict(self) -> dict[str, torch.Tensor]:

@@ -23,10 +23,14 @@ class InLoopQuality(Callback):
     def __init__(self, val_path, n: int, recipe, objective, chain, encoder, geometry, device, model_range,
                  coder=None, layer_objective=None):
         from caloforge.evaluation.features import compute_hlf, hlf_vector
+        from caloforge.training.sources import as_sources, row_slots
 
-        with ShowerFile(val_path, geometry) as f:
+        source = as_sources(val_path)[0]
+        with ShowerFile(source.path, geometry) as f:
             b = f.read(np.arange(min(int(n), f.n)), with_extras=True)
+            slots = row_slots(f, encoder, source.detector)  # the model's detector slot of each row (or None)
         self.energies, self.extras = b.energies, b.extras
+        self.slots = None if slots is None else slots[:len(b)]
         self.ref = hlf_vector(compute_hlf(b.showers, b.energies, geometry), geometry)  # (n, D)
         self.ref_response = float(np.mean(b.showers.sum(1) / b.energies))
         self.parts = (objective, chain, encoder, geometry, recipe, device)
@@ -34,7 +38,7 @@ class InLoopQuality(Callback):
         self.coder, self.layer_objective = coder, layer_objective
 
     def _generator(self, model, ema):
-        from caloforge.training.generator import Generator
+        from caloforge.sampling.generator import Generator
 
         net = copy.deepcopy(model)
         ema.copy_to(net)
@@ -49,7 +53,7 @@ class InLoopQuality(Callback):
 
         gen = self._generator(model, ema)
         x = self.extras
-        showers, _ = gen.generate(self.energies, x.get("incident_phi"), x.get("incident_theta"), x.get("detector_id"),
+        showers, _ = gen.generate(self.energies, x.get("incident_phi"), x.get("incident_theta"), self.slots,
                                   seed=seed, batch_size=500)
         geometry = self.parts[3]
         fake = hlf_vector(compute_hlf(showers, self.energies, geometry), geometry)

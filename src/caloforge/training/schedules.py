@@ -35,3 +35,18 @@ def lr_factor(
         progress = min((step - decay_start) / max(total_steps - decay_start, 1), 1.0)
         return 1.0 - (1.0 - min_factor) * progress
     raise ValueError(f"unknown schedule {schedule!r} (expected cosine, wsd or constant)")
+
+
+def first_changed_step(done: int, old_total: int, new_total: int, schedule: str = "cosine", warmup_steps: int = 0,
+                       decay_fraction: float = 0.2, min_factor: float = 0.0) -> int | None:
+    """The first of the ``done`` steps whose lr would differ had the run been planned for ``new_total`` steps
+    instead of ``old_total`` (None: the new total leaves the trained history unchanged, e.g. constant, or WSD
+    still in its stable phase). Resuming with a new total is honest only in the None case."""
+    if old_total == new_total:
+        return None
+    for step in range(done):
+        a = lr_factor(step, old_total, schedule, warmup_steps, decay_fraction, min_factor)
+        b = lr_factor(step, new_total, schedule, warmup_steps, decay_fraction, min_factor)
+        if a != b:
+            return step
+    return None

@@ -50,6 +50,7 @@ from caloforge.training.checkpoint import (
 from caloforge.training.config import Recipe, dump_recipe, load_recipe
 from caloforge.training.context import LossContext, uses_context
 from caloforge.training.data import (
+    FIT_NOISE_KEY,
     TrainBatches,
     build_condition_encoder,
     fit_batches,
@@ -58,8 +59,9 @@ from caloforge.training.data import (
     threshold_mismatch,
 )
 from caloforge.training.ema import EMA
-from caloforge.training.schedules import lr_factor
+from caloforge.training.schedules import first_changed_step, lr_factor
 from caloforge.training.seams import Seams
+from caloforge.training.sources import as_sources
 
 VAL_BATCH = 256
 VAL_SEED = 12345
@@ -166,10 +168,12 @@ def train(recipe: Recipe | str, data_path, out_dir, val_path=None, steps: int | 
     a warning with ``outside_energy_range='warn'``. One process at a time writes a run directory (``run_dir``).
     """
     recipe = _with_steps(recipe if isinstance(recipe, Recipe) else load_recipe(recipe), steps)
-    tc, out, data_path = recipe.train, Path(out_dir), Path(data_path)
+    tc, out = recipe.train, Path(out_dir)
+    # one file (a path or a training.sources.DataSource) or several, one per detector
+    data_path = list(data_path) if isinstance(data_path, (list, tuple)) else as_sources(data_path)[0]
     dev = resolve_device(device)
     info = distributed.setup(dev)
-    dev = distributed.local_device(dev, info)
+    dev = info.device
     try:
         with run_dir.RunDirLock(out, "train", enabled=info.is_main):
             return _train(recipe, tc, data_path, out, val_path, dev, info, list(callbacks), outside_energy_range)
@@ -188,19 +192,24 @@ def _train(recipe, tc, data_path, out, val_path, dev, info, extra_callbacks, out
     ckpt = load_checkpoint(ckpt_file) if ckpt_file else None
     _set_determinism(tc.seed, tc.deterministic)
 
-    with ShowerFile(data_path) as f:
+    with ShowerFile(as_sources(data_path)[0].path) as f:
         geometry = resolve_geometry(recipe.data, f)
-    if info.is_main and (note := threshold_mismatch(recipe.transforms, geometry)):
+    if info.is_main and (note := threshold_mismatch(recipe.postprocess.threshold_mev, geometry)):
         print(note, file=sys.stderr)
-    for opt_name, path in (("--data", data_path), ("--val", val_path)):
-        if path is not None:  # no NaN, inf, negative deposit or E <= 0 reaches the model
-            report = require_valid(path, geometry, what=opt_name)
-            check_energy_range(report, recipe.data.energy_range_mev, f"{opt_name} {path}", outside_energy_range)
+    checks = [("--data", s.path) for s in as_sources(data_path)]  # every file of a multi-detector run
+    checks += [("--val", s.path) for s in as_sources(val_path)] if val_path is not None else []
+    for opt_name, path in checks:  # no NaN, inf, negative deposit or E <= 0 reaches the model
+        report = require_valid(path, geometry, what=opt_name)
+        check_energy_range(report, recipe.data.energy_range_mev, f"{opt_name} {path}", outside_energy_range)
     encoder = build_condition_encoder(recipe.data)
+    if ckpt is not None:
+        _check_schedule_total(ckpt, tc, out)
     model_cfg = network_config(recipe, geometry, encoder.dim)
     torch.manual_seed(tc.seed)  # same initial weights on every rank and run
-    model = build_network(model_cfg).to(dev)
     objective = build_objective(recipe.objective)
+    layer_objective = build_objective(recipe.layer_model.objective) if recipe.layer_model is not None else None
+    objectives = (objective, layer_objective) if layer_objective is not None else None
+    model = build_network(model_cfg, objectives).to(dev)  # a two-stage net receives its objectives here
     seams = Seams(recipe, model, objective, ckpt, dev)  # init_from / freeze / teacher: checked before any file
     from caloforge.transforms.chain import Chain
 
@@ -209,15 +218,15 @@ def _train(recipe, tc, data_path, out, val_path, dev, info, extra_callbacks, out
         chain = Chain.from_state(to_numpy((ckpt or seams.chain_source)["chain"]))
     else:
         chain = Chain.from_config(list(recipe.transforms), where=f"recipe {recipe.name}: transforms")
+        chain.reseed([tc.seed % 2**32, FIT_NOISE_KEY])  # dequantisation noise of the fit: a function of the seed
         chain.fit(fit_batches(data_path, recipe.data.fit_max_showers, geometry, coder))
     layer_weight, extra_static = None, dict(seams.static)
     if coder is not None:
-        layer_objective = build_objective(recipe.layer_model.objective)
-        model.objectives = (objective, layer_objective)
         layer_weight = recipe.layer_model.loss_weight
         extra_static |= {"layer_coder": coder.state(), "layer_objective": layer_objective.config()}
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=tc.lr, betas=tuple(tc.betas),
-                            weight_decay=tc.weight_decay)
+                            weight_decay=tc.weight_decay,
+                            fused=dev.type in ("cpu", "cuda"))  # one kernel for all tensors (training_speed.md)
     ema = EMA(model, tc.ema.power, tc.ema.max_decay, tc.ema.start, skip=frozenset(seams.frozen))
     data = TrainBatches(data_path, chain, encoder, recipe.data, tc.batch_size, tc.seed, info.rank, info.world,
                         geometry, coder)
@@ -244,7 +253,7 @@ def _train(recipe, tc, data_path, out, val_path, dev, info, extra_callbacks, out
         from caloforge.training.quality import InLoopQuality
 
         callbacks.append(InLoopQuality(val_path, tc.quality_showers, recipe, objective, chain, encoder, geometry, dev,
-                                       (lo, hi), coder, model.objectives[1] if coder is not None else None))
+                                       (lo, hi), coder, layer_objective))
     callbacks += extra_callbacks
     static = {"model_range": (lo, hi), "config": recipe.to_dict(), "chain": chain.state(), "encoder": encoder.state(),
               "geometry": geometry.to_dict(), "model_config": model_cfg, "objective": objective.config(), **extra_static}
@@ -358,6 +367,17 @@ def _ema_val_loss(objective, model, ema: EMA, val, grid, dev, layer_weight=None,
     return validation_loss(objective, ema.network(model), val[0], val[1], grid, dev, layer_weight, ctx)
 
 
+def _check_schedule_total(ckpt: dict, tc, out: Path) -> None:
+    """A new train.steps at resume is accepted only if it leaves the lr of every trained step unchanged (constant,
+    WSD before its decay); otherwise the run would not be the one its config.yaml describes (docs/train.md)."""
+    old, done = int(ckpt["config"]["train"]["steps"]), int(ckpt["step"])
+    bad = first_changed_step(done, old, tc.steps, tc.schedule, tc.warmup_steps, tc.decay_fraction, tc.min_factor)
+    if bad is not None:
+        raise ConfigError(f"{out}: train.steps: the run was trained {done} steps on a {tc.schedule} schedule over "
+                          f"{old} steps; a total of {tc.steps} would change the lr of step {bad} already trained; "
+                          f"resume with --steps {old} or start a new --out")
+
+
 def _layer_coder(recipe: Recipe, geometry, data_path: Path, ckpt: dict | None):
     """The two-stage layer-energy coder: restored from the checkpoint, or fitted on the training file; else None."""
     if recipe.layer_model is None:
@@ -367,6 +387,7 @@ def _layer_coder(recipe: Recipe, geometry, data_path: Path, ckpt: dict | None):
     if ckpt is not None and "layer_coder" in ckpt:  # the run's own, or the init source's (init_chain_from_source)
         return LayerEnergyCoder.from_state(to_numpy(ckpt["layer_coder"]), geometry)
     lm = recipe.layer_model
-    thr = geometry.threshold_mev if lm.threshold_mev is None else lm.threshold_mev
+    pp_thr = recipe.postprocess.threshold_mev  # the run's one readout threshold, before both stages
+    thr = geometry.threshold_mev if pp_thr is None else pp_thr
     coder = LayerEnergyCoder(geometry, thr, lm.max_dep, lm.alpha, normalise=lm.normalise_layers)
     return coder.fit(fit_batches(data_path, recipe.data.fit_max_showers, geometry), label=str(data_path))

@@ -81,6 +81,14 @@ class Chain:
         """Model space (n, V) -> showers (n, V) float32 in MeV."""
         return self._apply(y, e, [step.inverse for step in reversed(self.steps)])
 
+    def reseed(self, key: list[int]) -> Chain:
+        """Restart the random streams of the stochastic steps (dequantisation noise) from ``key``: the trainer keys
+        them by (seed, step, rank), so a batch transformed after a resume gets exactly the noise it got before."""
+        for i, step in enumerate(self.steps):
+            if hasattr(step, "reseed"):
+                step.reseed([*key, i])
+        return self
+
     def _apply(self, x, e, functions) -> np.ndarray:
         """Run row chunks of ~CHUNK_ELEMENTS through the float64 steps, so memory stays bounded for any n."""
         x, e = self._checked(x, e)

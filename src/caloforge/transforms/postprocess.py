@@ -17,11 +17,17 @@ import numpy as np
 from caloforge.errors import CaloforgeError
 
 
-def apply_threshold(showers: np.ndarray, threshold_mev: float) -> np.ndarray:
-    """A copy with voxels below the threshold (strictly, as evaluate.py) set to 0."""
-    x = np.array(showers, copy=True)
-    x[x < threshold_mev] = 0
-    return x
+def apply_threshold(showers: np.ndarray, threshold_mev: float, dtype=None) -> np.ndarray:
+    """A copy with voxels below the threshold (strictly) set to 0: the one readout cut of generation and evaluation.
+
+    The comparison is done in the data's own float type, as numpy does for ``shower < min_energy`` in evaluate.py
+    (a Python float threshold is cast to float32 for float32 data), so the same voxels survive everywhere. The copy
+    keeps the data's dtype unless ``dtype`` is given (evaluation asks for float64).
+    """
+    showers = np.asarray(showers)
+    cut = np.asarray(threshold_mev, dtype=showers.dtype) if showers.dtype.kind == "f" else threshold_mev
+    out = np.where(showers < cut, 0, showers)
+    return out.astype(dtype if dtype is not None else showers.dtype, copy=False)
 
 
 def unphysical_mask(showers: np.ndarray, energies: np.ndarray, max_ratio: float) -> np.ndarray:

@@ -238,7 +238,8 @@ class Noise(Step):
 
     The inverse zeroes everything below ``level``, so the round trip is exact for voxels that are 0 or >= level (pick
     a level at or below the readout threshold in the units at this point of the chain). ``seed`` makes the noise
-    reproducible; each forward call draws fresh noise.
+    reproducible; each forward call draws fresh noise. ``reseed(key)`` restarts the stream from (seed, key), which
+    the trainer does per (step, rank) so that resumed training sees the same noise.
     """
 
     kind: ClassVar[str] = "noise"
@@ -251,6 +252,9 @@ class Noise(Step):
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
             raise ConfigError(f"step 'noise': parameter 'seed': expected an integer or null, found {self.seed!r}")
         self._rng = np.random.default_rng(self.seed)
+
+    def reseed(self, key: list[int]) -> None:
+        self._rng = np.random.default_rng([*([] if self.seed is None else [self.seed % 2**32]), *key])
 
     def forward(self, x, e):
         x = np.array(x, dtype=np.float64)

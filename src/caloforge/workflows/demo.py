@@ -52,8 +52,8 @@ def run_demo(settings: DemoSettings, log=print) -> dict:
     from caloforge.data.writer import write_showers
     from caloforge.evaluation.fpd_kpd import scaled_options
     from caloforge.evaluation.report import evaluate
+    from caloforge.sampling.generator import Generator
     from caloforge.simulate.generate import make_file
-    from caloforge.training.generator import Generator
     from caloforge.training.trainer import train
 
     out = Path(settings.out_dir)

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import torch
 
 from caloforge.errors import ConfigError
+from caloforge.generative.samplers import registry
 
 Net = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 
@@ -33,11 +34,50 @@ class CallCounter:
         return self.net(z, t_in, cond)
 
 
+class _SolverNames:
+    """``Objective.solvers``: every registered solver plus the objective's own (``own_solvers``), read at call time
+    so that solvers registered later (learned ones) are included."""
+
+    def __get__(self, obj, owner) -> tuple[str, ...]:
+        return registry.solver_names() + tuple(owner.own_solvers)
+
+
+class BoundModel:
+    """An objective bound to a network and conditions: the ``model`` a registered solver integrates (see
+    ``generative.samplers.registry``). ``t`` is a grid point (python float or 0-d tensor)."""
+
+    def __init__(self, objective: Objective, net: Net, cond: torch.Tensor | None):
+        self.objective, self.net, self.cond = objective, net, cond
+
+    def _t(self, x: torch.Tensor, t) -> torch.Tensor:
+        return full_t(self.objective.eval_time(float(t)), x)
+
+    def velocity(self, x: torch.Tensor, t) -> torch.Tensor:
+        return self.objective.velocity(self.net, x, self._t(x, t), self.cond)
+
+    def denoise(self, x: torch.Tensor, t) -> torch.Tensor:
+        return self.objective.denoise(self.net, x, self._t(x, t), self.cond)
+
+    def x_eps(self, x: torch.Tensor, t) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.objective.x_eps(self.net, x, self._t(x, t), self.cond)
+
+    def alpha_sigma(self, t) -> tuple[float, float]:
+        a, s = self.objective.alpha_sigma(torch.tensor(float(t), dtype=torch.float64))
+        return float(a), float(s)
+
+
 class Objective(ABC):
-    """Base class: solver/steps resolution, option checking, NFE counting and the shared loss reduction."""
+    """Base class: solver/steps resolution, option checking, NFE counting and the shared loss reduction.
+
+    Sampling hooks every objective provides, so every registered solver works with it: ``time_grid(steps)`` (1-D
+    tensor from the noise end to the data end), ``prior(noise, ts)`` (the start point), ``alpha_sigma(t)``,
+    ``velocity``, ``denoise``, ``x_eps`` and ``eval_time`` (where a singular end point is moved in).
+    """
 
     kind: ClassVar[str]
-    solvers: ClassVar[tuple[str, ...]]
+    solvers = _SolverNames()
+    own_solvers: ClassVar[tuple[str, ...]] = ()  # solvers only this objective offers (e.g. flow's dopri5, sde)
+    grid_options: ClassVar[frozenset[str]] = frozenset()  # sample options that shape the time grid
     default_solver: ClassVar[str]
     default_steps: int  # a config field of every subclass
     sample_options: ClassVar[frozenset[str]] = frozenset()
@@ -82,7 +122,6 @@ class Objective(ABC):
         self.last_nfe = counter.calls
         return out
 
-    @abstractmethod
     def _sample(
         self,
         net: Net,
@@ -92,11 +131,47 @@ class Objective(ABC):
         steps: int,
         generator: torch.Generator | None,
         **opts: Any,
-    ) -> torch.Tensor: ...
+    ) -> torch.Tensor:
+        """A registered solver on this objective's grid; objectives override for their own solvers only."""
+        spec = registry.get_solver(solver)
+        ts = self.time_grid(steps, **{k: v for k, v in opts.items() if k in self.grid_options})
+        x = self.prior(noise, ts)
+        draw = (lambda i: randn(tuple(x.shape), x, generator)) if spec.stochastic else None
+        return spec.fn(self.bind(net, cond), x, ts, draw)
 
-    @abstractmethod
+    def bind(self, net: Net, cond: torch.Tensor | None) -> BoundModel:
+        return BoundModel(self, net, cond)
+
     def nfe(self, solver: str | None = None, steps: int | None = None) -> int | None:
         """Network calls ``sample`` makes with this solver and steps (None for adaptive solvers: see ``last_nfe``)."""
+        solver = self.resolve_solver(solver)
+        steps = self.resolve_steps(solver, steps)
+        if solver == "edm_heun":  # its first step is Euler when the grid starts at alpha = 0 (pure noise)
+            return registry.edm_heun_nfe(steps, float(self.alpha_sigma(self.time_grid(steps)[:1])[0][0]) == 0.0)
+        return registry.get_solver(solver).nfe(steps)
+
+    # ---- sampling hooks -------------------------------------------------------------------------------------------
+    @abstractmethod
+    def time_grid(self, steps: int, **opts: Any) -> torch.Tensor:
+        """1-D float64 grid of ``steps + 1`` points in the objective's time, noise end first, data end last."""
+
+    def prior(self, noise: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
+        """The solver's start point from standard-normal noise (EDM scales it by sigma_max)."""
+        return noise
+
+    @abstractmethod
+    def alpha_sigma(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(alpha, sigma) with z_t = alpha x + sigma eps at time t; (1, 0) at the data end."""
+
+    def eval_time(self, t: float) -> float:
+        """Where a solver evaluates the network for grid time t (objectives move singular ends inward)."""
+        return t
+
+    def x_eps(self, net: Net, z: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None):
+        """(x_hat, eps_hat) at times t (B,); the default derives eps from the clean-data estimate."""
+        x_hat = self.denoise(net, z, t, cond)
+        a, s = self.alpha_sigma(t)
+        return x_hat, (z - expand(a, z) * x_hat) / expand(s, z)
 
     def resolve_solver(self, solver: str | None) -> str:
         solver = self.default_solver if solver is None else solver

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 
@@ -22,11 +22,9 @@ from caloforge.generative.objectives.base import (
     check_number,
     config_error,
     expand,
-    full_t,
     per_sample_mse,
     randn,
 )
-from caloforge.generative.samplers.ddim import ddim
 
 
 def betas_linear(timesteps: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
@@ -59,7 +57,6 @@ class DDPM(Objective):
     default_steps: int = 50
 
     kind: ClassVar[str] = "ddpm"
-    solvers: ClassVar[tuple[str, ...]] = ("ddim", "ddpm")
 
     def __post_init__(self) -> None:
         k = self.kind
@@ -138,35 +135,22 @@ class DDPM(Objective):
         return per_sample_mse(net(z, (k.double() / self.timesteps).to(x.dtype), cond), eps).mean()
 
     # ---- sampling -------------------------------------------------------------------------------------------------
+    def time_grid(self, steps: int) -> torch.Tensor:
+        """The timestep subsequence T-1 .. 0, then -1 (clean data)."""
+        return torch.tensor(timestep_subsequence(self.timesteps, steps) + [-1], dtype=torch.float64)
+
+    def alpha_sigma(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ab = self._interp(t.reshape(-1))[0].reshape(t.shape).masked_fill(t < 0, 1.0)
+        return ab.sqrt(), (1.0 - ab).sqrt()
+
+    def x_eps(self, net: Net, z: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None):
+        return self.predict(net, z, t, cond)
+
     def resolve_steps(self, solver: str, steps: int | None) -> int:
         """Default: ``default_steps`` for DDIM, all T timesteps for ancestral DDPM; never more than T."""
-        if steps is None and solver == "ddpm":
+        if steps is None and solver in ("ddpm", "ancestral"):
             steps = self.timesteps
         steps = super().resolve_steps(solver, steps)
         if steps > self.timesteps:
             raise config_error(self.kind, "steps", f"at most timesteps={self.timesteps}", steps)
         return steps
-
-    def nfe(self, solver: str | None = None, steps: int | None = None) -> int:
-        solver = self.resolve_solver(solver)
-        return self.resolve_steps(solver, steps)
-
-    def _sample(
-        self,
-        net: Net,
-        noise: torch.Tensor,
-        cond: torch.Tensor | None,
-        solver: str,
-        steps: int,
-        generator: torch.Generator | None,
-        **opts: Any,
-    ) -> torch.Tensor:
-        ks = timestep_subsequence(self.timesteps, steps)
-        ab = self.alpha_bar[ks]
-        alphas = [float(a) for a in ab.sqrt()] + [1.0]
-        sigmas = [float(s) for s in (1.0 - ab).sqrt()] + [0.0]
-
-        def predict(z: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-            return self.predict(net, z, full_t(ks[i], z), cond)
-
-        return ddim(predict, noise, alphas, sigmas, eta=1.0 if solver == "ddpm" else 0.0, generator=generator)

@@ -61,7 +61,7 @@ class EDM(Objective):
     s_noise: float = 1.0
 
     kind: ClassVar[str] = "edm"
-    solvers: ClassVar[tuple[str, ...]] = ("heun", "euler")
+    grid_options: ClassVar[frozenset[str]] = frozenset({"sigma_min", "sigma_max", "rho"})
     sample_options: ClassVar[frozenset[str]] = frozenset(
         {"s_churn", "s_tmin", "s_tmax", "s_noise", "sigma_min", "sigma_max", "rho"}
     )
@@ -114,9 +114,30 @@ class EDM(Objective):
         return (loss_weight(sigma.float(), self.sigma_data) * per_sample_mse(d, x)).mean()
 
     # ---- sampling -------------------------------------------------------------------------------------------------
-    def nfe(self, solver: str | None = None, steps: int | None = None) -> int:
+    def time_grid(self, steps: int, sigma_min=None, sigma_max=None, rho=None) -> torch.Tensor:
+        """The Karras grid sigma_max -> sigma_min, then 0."""
+        return grids.karras(
+            steps,
+            float(self.sigma_min if sigma_min is None else sigma_min),
+            float(self.sigma_max if sigma_max is None else sigma_max),
+            float(self.rho if rho is None else rho),
+        )
+
+    def prior(self, noise: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
+        return noise * float(ts[0])
+
+    def alpha_sigma(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.ones_like(t), t
+
+    def eval_time(self, t: float) -> float:
+        """sigma = 0 has no velocity; a solver that evaluates there (RK4's last stage) uses sigma_min."""
+        return max(t, self.sigma_min)
+
+    def nfe(self, solver: str | None = None, steps: int | None = None) -> int | None:
         solver = self.resolve_solver(solver)
-        return edm_nfe(self.resolve_steps(solver, steps), heun=solver == "heun")
+        if solver in ("heun", "euler"):
+            return edm_nfe(self.resolve_steps(solver, steps), heun=solver == "heun")
+        return super().nfe(solver, steps)
 
     def _sample(
         self,
@@ -128,12 +149,11 @@ class EDM(Objective):
         generator: torch.Generator | None,
         **opts: Any,
     ) -> torch.Tensor:
-        sigmas = grids.karras(
-            steps,
-            float(opts.get("sigma_min", self.sigma_min)),
-            float(opts.get("sigma_max", self.sigma_max)),
-            float(opts.get("rho", self.rho)),
-        )
+        s_churn = float(opts.get("s_churn", self.s_churn))
+        if solver not in ("heun", "euler") or s_churn <= 0:
+            return super()._sample(net, noise, cond, solver, steps, generator, **opts)
+        # stochastic churn (EDM Algorithm 2 with S_churn > 0): its own loop, noise from ``generator``
+        sigmas = self.time_grid(steps, **{k: v for k, v in opts.items() if k in self.grid_options})
         s_tmax = opts.get("s_tmax", self.s_tmax)
 
         def denoiser(z: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -145,7 +165,7 @@ class EDM(Objective):
             denoiser,
             noise * float(sigmas[0]),
             sigmas,
-            s_churn=float(opts.get("s_churn", self.s_churn)),
+            s_churn=s_churn,
             s_tmin=float(opts.get("s_tmin", self.s_tmin)),
             s_tmax=math.inf if s_tmax is None else float(s_tmax),
             s_noise=float(opts.get("s_noise", self.s_noise)),

@@ -22,7 +22,6 @@ from caloforge.generative.objectives.base import (
     check_number,
     config_error,
     expand,
-    full_t,
     per_sample_mse,
     rand,
     randn,
@@ -30,7 +29,6 @@ from caloforge.generative.objectives.base import (
 from caloforge.generative.samplers import grids, ode
 
 SPACES = ("x", "v", "eps")
-FIXED_STEP = {"euler": 1, "midpoint": 2, "heun": 2, "rk4": 4, "sde": 1}
 
 
 def convert(
@@ -67,7 +65,8 @@ class FlowMatching(Objective):
     sde_noise: float = 1.0
 
     kind: ClassVar[str] = "flow"
-    solvers: ClassVar[tuple[str, ...]] = ("euler", "midpoint", "heun", "rk4", "dopri5", "sde")
+    own_solvers: ClassVar[tuple[str, ...]] = ("dopri5", "sde")
+    grid_options: ClassVar[frozenset[str]] = frozenset({"shift"})
     sample_options: ClassVar[frozenset[str]] = frozenset({"shift", "rtol", "atol", "max_steps", "euler_last"})
 
     def __post_init__(self) -> None:
@@ -122,6 +121,13 @@ class FlowMatching(Objective):
         return self.predict(net, z, t, cond, "v")
 
     # ---- sampling -------------------------------------------------------------------------------------------------
+    def time_grid(self, steps: int, shift: float | None = None) -> torch.Tensor:
+        return self.grid(steps, shift)
+
+    def alpha_sigma(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """z_t = t x + (1 - t) noise."""
+        return t, 1.0 - t
+
     def grid(self, steps: int, shift: float | None = None) -> torch.Tensor:
         """Times 0 -> 1 used by the fixed-step solvers (uniform when shift = 1)."""
         shift = self.shift if shift is None else shift
@@ -150,8 +156,9 @@ class FlowMatching(Objective):
         steps = self.resolve_steps(solver, steps)
         if solver == "dopri5":
             return None
-        n = FIXED_STEP[solver] * steps
-        return n - 1 if solver == "heun" and euler_last else n
+        if solver == "sde":
+            return steps
+        return super().nfe("heun_full" if solver == "heun" and not euler_last else solver, steps)
 
     def _sample(
         self,
@@ -163,9 +170,7 @@ class FlowMatching(Objective):
         generator: torch.Generator | None,
         **opts: Any,
     ) -> torch.Tensor:
-        def field(z: torch.Tensor, t: float) -> torch.Tensor:
-            return self.velocity(net, z, full_t(self.eval_time(t), z), cond)  # (B, *S)
-
+        field = self.bind(net, cond).velocity
         if solver == "dopri5":
             out, _ = ode.dopri5(
                 field,
@@ -177,12 +182,11 @@ class FlowMatching(Objective):
                 max_steps=int(opts.get("max_steps", 1000)),
             )
             return out
-        ts = self.grid(steps, opts.get("shift"))
-        if solver == "heun":
-            return ode.heun(field, noise, ts, euler_last=bool(opts.get("euler_last", True)))
         if solver == "sde":
-            return self._sample_sde(field, noise, ts, generator)
-        return {"euler": ode.euler, "midpoint": ode.midpoint, "rk4": ode.rk4}[solver](field, noise, ts)
+            return self._sample_sde(field, noise, self.grid(steps, opts.get("shift")), generator)
+        if solver == "heun" and not bool(opts.get("euler_last", True)):
+            solver = "heun_full"
+        return super()._sample(net, noise, cond, solver, steps, generator, **opts)
 
     def _sample_sde(self, field, noise: torch.Tensor, ts: torch.Tensor, generator) -> torch.Tensor:
         """Euler-Maruyama on dz = [v + g^2/2 score] dt + g dW with g = sde_noise (1 - t); same marginals as the ODE.

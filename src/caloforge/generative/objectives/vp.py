@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 
@@ -22,12 +22,10 @@ from caloforge.generative.objectives.base import (
     check_number,
     config_error,
     expand,
-    full_t,
     per_sample_mse,
     rand,
     randn,
 )
-from caloforge.generative.samplers.ddim import ddim
 
 
 def logsnr_cosine(t: torch.Tensor, logsnr_min: float = -20.0, logsnr_max: float = 20.0) -> torch.Tensor:
@@ -64,7 +62,6 @@ class VPDiffusion(Objective):
     default_steps: int = 64
 
     kind: ClassVar[str] = "vp"
-    solvers: ClassVar[tuple[str, ...]] = ("ddim", "ancestral")
 
     def __post_init__(self) -> None:
         k = self.kind
@@ -126,28 +123,14 @@ class VPDiffusion(Objective):
         return per_sample_mse(net(z, t, cond), v_target(x, eps, alpha, sigma)).mean()
 
     # ---- sampling -------------------------------------------------------------------------------------------------
-    def nfe(self, solver: str | None = None, steps: int | None = None) -> int:
-        solver = self.resolve_solver(solver)
-        return self.resolve_steps(solver, steps)
+    def time_grid(self, steps: int) -> torch.Tensor:
+        return torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
 
-    def _sample(
-        self,
-        net: Net,
-        noise: torch.Tensor,
-        cond: torch.Tensor | None,
-        solver: str,
-        steps: int,
-        generator: torch.Generator | None,
-        **opts: Any,
-    ) -> torch.Tensor:
-        ts = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
-        alpha, sigma = self.schedule(ts)
-        alphas = [float(a) for a in alpha[:-1]] + [1.0]  # the last step lands on clean data
-        sigmas = [float(s) for s in sigma[:-1]] + [0.0]
+    def alpha_sigma(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The schedule, with (1, 0) at t <= 0: the last step lands on clean data."""
+        alpha, sigma = self.schedule(t)
+        clean = t <= 0
+        return alpha.masked_fill(clean, 1.0), sigma.masked_fill(clean, 0.0)
 
-        def predict(z: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-            return self.predict(net, z, full_t(float(ts[i]), z), cond)
-
-        return ddim(
-            predict, noise, alphas, sigmas, eta=1.0 if solver == "ancestral" else 0.0, generator=generator
-        )
+    def x_eps(self, net: Net, z: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None):
+        return self.predict(net, z, t, cond)
