@@ -54,10 +54,14 @@ def test_make_file_is_independent_of_the_chunk_size_and_stores_angles(tmp_path):
 
 def test_data_presets_lists_every_preset_on_one_line(capsys):
     assert main(["data", "presets"]) == 0
+    from caloforge.simulate.ds1 import DS1_PRESETS
+
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == len(PRESETS)
+    assert len(lines) == len(PRESETS) + len(DS1_PRESETS)
     for line, spec in zip(lines, sorted(PRESETS.values(), key=lambda s: s.id)):
         assert line.startswith(spec.name) and f"id={spec.id}" in line and "X0=" in line and "R_M=" in line
+    for line, name in zip(lines[len(PRESETS):], DS1_PRESETS):  # then the dataset-1 presets (irregular layers)
+        assert line.startswith(name) and "DS1" in line
 
 
 def test_unknown_detector_exits_2_with_one_line_listing_presets(tmp_path, capsys):

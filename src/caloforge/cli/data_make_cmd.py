@@ -39,9 +39,9 @@ def register(dsub) -> None:
 def _make(args) -> int:
     from caloforge.outputs import check_output, clean_stale_temps
     from caloforge.simulate.detector_yaml import resolve_detector
+    from caloforge.simulate.ds1 import DS1_PRESETS, make_ds1_file
     from caloforge.simulate.generate import make_file
 
-    spec = resolve_detector(args.detector)
     lo, hi = args.energy_range
     if not (0 < lo <= hi):
         raise ConfigError(f"--energy-range: expected 0 < LOW <= HIGH GeV, found {lo:g}:{hi:g}")
@@ -52,6 +52,13 @@ def _make(args) -> int:
         raise ConfigError(f"--phi-range: expected LOW <= HIGH rad, found {args.phi_range[0]:g}:{args.phi_range[1]:g}")
     out = check_output(args.out, force=args.force, what="--out")
     clean_stale_temps(out.parent)
+    if args.detector in DS1_PRESETS:  # dataset-1 layers: irregular binning, discrete energies
+        path = make_ds1_file(args.detector, args.n, args.out, energy_range=(lo * 1e3, hi * 1e3), seed=args.seed,
+                             chunk=args.chunk, show_progress=True)
+        print(f"wrote {args.n} {args.detector} showers ({DS1_PRESETS[args.detector].geometry.n_voxels} voxels) "
+              f"to {path}")
+        return 0
+    spec = resolve_detector(args.detector)
     path = make_file(spec, args.n, args.out, energy_range=(lo * 1e3, hi * 1e3), seed=args.seed, chunk=args.chunk,
                      theta_range=th, phi_range=args.phi_range, show_progress=True)
     print(f"wrote {args.n} {spec.name} showers ({spec.geometry.n_voxels} voxels, {lo:g}-{hi:g} GeV) to {path}")
@@ -60,7 +67,10 @@ def _make(args) -> int:
 
 def _presets(args) -> int:
     from caloforge.simulate.detectors import PRESETS
+    from caloforge.simulate.ds1 import DS1_PRESETS
 
     for spec in sorted(PRESETS.values(), key=lambda s: s.id):
+        print(spec.summary_line())
+    for spec in DS1_PRESETS.values():
         print(spec.summary_line())
     return 0

@@ -30,6 +30,9 @@ def register(sub) -> None:
     p.add_argument("--steps", type=int, default=None, help="solver steps (default: the recipe's)")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise and of --energy-range draws (default 0)")
     p.add_argument("--batch-size", type=int, default=1000, help="showers per network batch (default 1000)")
+    p.add_argument("--chunk", type=int, default=10000,
+                   help="showers generated and written per step, so memory stays bounded (default 10000); chunk k "
+                        "> 0 draws its noise from a stream seeded by (seed, k)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA weights")
     p.add_argument("--out", required=True, help="output HDF5 file (never an input; existing only with --force)")
@@ -96,9 +99,11 @@ def requested_conditions(args, gen) -> dict:
 def _run(args) -> int:
     from caloforge.outputs import check_output, clean_stale_temps
     from caloforge.sampling.generator import Generator
-    from caloforge.sampling.output import write_samples
+    from caloforge.sampling.output import sample_to_file
     from caloforge.training.checkpoint import resolve_checkpoint
 
+    if args.chunk < 1:
+        raise ConfigError(f"--chunk: expected a positive integer, found {args.chunk}")
     ckpt = resolve_checkpoint(args.checkpoint)
     out = check_output(args.out, force=args.force,
                        inputs=[args.energies_from, args.conditions_from, args.checkpoint, ckpt])
@@ -115,13 +120,9 @@ def _run(args) -> int:
                        f"{args.energies_from or args.conditions_from or '--energy-range'}: incident energies",
                        on_outside=args.outside_energy_range)
     raw = gen.conditions(energies, cond["phi"], cond["theta"], cond["detector"])  # refuses missing ones
-    phi, theta = (raw[:, 1], raw[:, 2]) if gen.encoder.angles else (None, None)
-    det = np.argmax(raw[:, -(gen.encoder.n_detectors + 1):], 1) if gen.encoder.n_detectors else None
-    showers, stats = gen.generate(energies, phi, theta, det, solver=args.solver, steps=args.steps, seed=args.seed,
-                                  batch_size=args.batch_size, show_progress=True)
-    write_samples(out, gen, energies, showers, stats, args.seed, raw)
-    rejected = stats["rejected_per_round"][0] if stats["rejected_per_round"] else 0
-    print(f"wrote {len(showers)} showers to {out}; rejected {rejected} in the first draw, redrawn "
+    stats = sample_to_file(out, gen, energies, raw, args.seed, args.chunk, solver=args.solver, steps=args.steps,
+                           batch_size=args.batch_size, show_progress=True)
+    print(f"wrote {stats['n']} showers to {out}; rejected {stats['rejected_first']} in the first draw, redrawn "
           f"{stats['n_redrawn']}, still bad {stats['n_still_bad']}; {stats['ms_per_shower']:.2f} ms/shower "
           f"({stats['solver']} {stats['steps']} steps, {stats['nfe']} network calls, {stats['device']})")
     return 0

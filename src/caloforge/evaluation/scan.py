@@ -57,12 +57,18 @@ def energies_dtype(path) -> np.dtype:
     return np.dtype(dt) if dt in (np.float32, np.float64) else np.dtype(np.float64)
 
 
+def batch_rows(geometry: Geometry, batch_size: int | None = None) -> int:
+    """Showers per streamed batch: at most 2048 and ~128 MiB of float64 (414 dataset-3 showers), unless given."""
+    return int(batch_size) if batch_size else max(1, min(2048, 2**27 // (8 * geometry.n_voxels)))
+
+
 def scan_file(path, geometry: Geometry, low_modes=(), low_cap: int | None = None, seed: int = 0,
-              batch_size: int = 2048, desc: str = "", voxel_edges: np.ndarray | None = None,
+              batch_size: int | None = None, desc: str = "", voxel_edges: np.ndarray | None = None,
               keep_voxel_bytes: int = KEEP_VOXEL_BYTES) -> FileScan:
     """Stream ``path`` once. With ``voxel_edges`` (generated files) the voxel spectrum is counted on them; without
     (the reference) the non-zero voxels are kept for :func:`finish_reference_spectrum` while they fit."""
     t0 = time.perf_counter()
+    batch_size = batch_rows(geometry, batch_size)
     thr = geometry.threshold_mev
     e_dtype = energies_dtype(path)
     with ShowerFile(path, geometry=geometry) as f:
@@ -113,9 +119,10 @@ def scan_file(path, geometry: Geometry, low_modes=(), low_cap: int | None = None
     )
 
 
-def finish_reference_spectrum(ref: FileScan, geometry: Geometry, batch_size: int = 2048) -> np.ndarray | None:
+def finish_reference_spectrum(ref: FileScan, geometry: Geometry, batch_size: int | None = None) -> np.ndarray | None:
     """The official voxel edges from the reference maximum, and the reference counted on them (from the kept voxels,
     or by a second read of a reference too large to keep). None when no reference voxel is above the threshold."""
+    batch_size = batch_rows(geometry, batch_size)
     thr = geometry.threshold_mev
     edges = histograms.voxel_edges(thr, ref.voxel_max)
     if edges is None:

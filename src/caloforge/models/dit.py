@@ -134,9 +134,15 @@ class DiT(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.patcher = Patcher(cfg.grid, cfg.patch, cfg.in_channels)
-        d, p = cfg.dim, self.patcher.patch_dim
-        coords = self.patcher.token_coords()  # (T, 3)
-        self.x_embedder = nn.Linear(p, d)  # == Conv3d(C, D, kernel=stride=patch) on the padded grid
+        p = self.patcher.patch_dim
+        self.x_embedder = nn.Linear(p, cfg.dim)  # == Conv3d(C, D, kernel=stride=patch) on the padded grid
+        self._build_trunk(self.patcher.token_coords(), p)
+        self.initialize_weights()
+
+    def _build_trunk(self, coords: torch.Tensor, out_dim: int) -> None:
+        """Everything after the patch embedding: positions for ``coords`` (T, 3), time / condition embedders,
+        blocks and a final layer to ``out_dim`` features per token (shared with the layer-group DiT)."""
+        cfg, d = self.cfg, self.cfg.dim
         if "sincos" in cfg.pos_embed:
             self.register_buffer("pos_embed", sincos_3d(coords, d)[None], persistent=False)  # (1, T, D)
         else:
@@ -162,8 +168,7 @@ class DiT(nn.Module):
             cfg.qk_norm_weights,
         )
         self.blocks = nn.ModuleList(DiTBlock(d, *block_args) for _ in range(cfg.depth))
-        self.final = FinalLayer(d, p, cfg.norm, cfg.shared_modulation, cfg.norm_affine)
-        self.initialize_weights()
+        self.final = FinalLayer(d, out_dim, cfg.norm, cfg.shared_modulation, cfg.norm_affine)
 
     def initialize_weights(self) -> None:
         """Xavier for linears; N(0, 0.02) for the embedder MLPs; the output layer at zero (the net starts at 0).
@@ -196,8 +201,13 @@ class DiT(nn.Module):
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 
     def forward(self, z: torch.Tensor, t_in: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        b = z.shape[0]  # z: (B, [C,] Z, A, R)
         x = self.x_embedder(self.patcher.patchify(z).to(self.x_embedder.weight.dtype))  # (B, T, D)
+        x = self._trunk(x, t_in, cond)  # (B, T, P)
+        return self.patcher.unpatchify(x).to(z.dtype)  # (B, [C,] Z, A, R)
+
+    def _trunk(self, x: torch.Tensor, t_in: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        """Embedded tokens (B, T, D) -> output tokens (B, T, out_dim): positions, conditioning, blocks, final."""
+        b = x.shape[0]
         if self.pos_embed is not None:
             x = x + self.pos_embed.to(x.dtype)  # (B, T, D)
         c = self.t_embedder(t_in.reshape(-1).expand(b) if t_in.numel() == 1 else t_in.reshape(b))  # (B, D)
@@ -214,5 +224,4 @@ class DiT(nn.Module):
         mod = c if self.shared_adaLN is None else self.shared_adaLN(c).reshape(b, 6, -1)  # (B, D) | (B, 6, D)
         for block in self.blocks:
             x = block(x, mod, self.rope)  # (B, T, D)
-        x = self.final(x, c)  # (B, T, P)
-        return self.patcher.unpatchify(x).to(z.dtype)  # (B, [C,] Z, A, R)
+        return self.final(x, c)  # (B, T, out_dim)

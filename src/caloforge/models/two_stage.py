@@ -14,7 +14,6 @@ import torch
 from torch import nn
 
 from caloforge.errors import ConfigError
-from caloforge.models.dit import DiT, DiTConfig
 from caloforge.models.embeddings import ConditionEmbedder, TimestepEmbedder
 
 
@@ -89,12 +88,15 @@ class TwoStageNet(nn.Module):
     conditions, the voxel model's condition (teacher forcing; at sampling they come from the layer model).
     """
 
-    def __init__(self, voxel_cfg: DiTConfig, layer_cfg: LayerMLPConfig, objectives: tuple | None = None):
+    def __init__(self, voxel_cfg, layer_cfg: LayerMLPConfig, objectives: tuple | None = None):
+        """``voxel_cfg``: a ``DiTConfig`` (regular mesh) or a ``LayerDiTConfig`` (irregular layers, dataset 1)."""
+        from caloforge.models.layer_dit import voxel_network
+
         super().__init__()
         if voxel_cfg.cond_dim != layer_cfg.cond_dim + layer_cfg.n_layers:
             raise ConfigError(f"two-stage model: the voxel model's cond_dim {voxel_cfg.cond_dim} must equal the "
                               f"conditions {layer_cfg.cond_dim} + layer codes {layer_cfg.n_layers}")
-        self.voxel = DiT(voxel_cfg)
+        self.voxel = voxel_network(voxel_cfg)
         self.layer = LayerMLP(layer_cfg)
         # (voxel objective, layer objective): needed by forward (training) only; a tuple, so not part of the state
         self.objectives = tuple(objectives) if objectives is not None else None

@@ -1,4 +1,5 @@
-"""Write generated showers with their provenance, safely (``caloforge.outputs``: never a half-written file)."""
+"""Write generated showers with their provenance, chunk by chunk and safely (``ShowerWriter``: never a half-written
+file)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from pathlib import Path
 import numpy as np
 
 from caloforge import __version__
-from caloforge.outputs import atomic_path
 
 
 def provenance(gen, stats: dict, seed: int) -> dict:
@@ -29,14 +29,39 @@ def condition_extras(gen, conditions: np.ndarray) -> dict:
     return out
 
 
-def write_samples(out: str | Path, gen, energies, showers, stats: dict, seed: int, conditions: np.ndarray) -> Path:
-    """Atomic write of a CaloChallenge file with provenance attributes and the condition datasets."""
-    from caloforge.data.writer import write_showers
+def chunk_seed(seed: int, k: int) -> int:
+    """Noise seed of output chunk k: the plain seed for the first chunk (so a file of one chunk does not change)."""
+    return int(seed) if k == 0 else int(np.random.SeedSequence([int(seed), int(k)]).generate_state(1)[0])
 
-    attrs = provenance(gen, stats, seed)
+
+def sample_to_file(out: str | Path, gen, energies, conditions: np.ndarray, seed: int, chunk: int, solver=None,
+                   steps=None, batch_size: int = 1000, show_progress: bool = False) -> dict:
+    """Generate ``chunk`` showers at a time (noise seed ``chunk_seed(seed, k)``) and append each to ``out``, so memory
+    stays bounded by one chunk whatever the file size; the file appears only when complete. Returns summed stats."""
+    from caloforge.data.writer import ShowerWriter
+    from caloforge.errors import ConfigError
+
+    if chunk < 1:
+        raise ConfigError(f"--chunk: expected a positive integer, found {chunk}")
+    solver, steps = gen.solver_steps(solver, steps)  # a bad solver / steps is refused before the file is started
+    e = np.asarray(energies, dtype=np.float64).reshape(-1)
+    phi, theta = (conditions[:, 1], conditions[:, 2]) if gen.encoder.angles else (None, None)
+    det = np.argmax(conditions[:, -(gen.encoder.n_detectors + 1):], 1) if gen.encoder.n_detectors else None
+    extras = condition_extras(gen, conditions)
+    attrs = provenance(gen, {"solver": solver, "steps": steps, "nfe": gen.nfe(solver, steps)}, seed)
     if gen.encoder.n_detectors and gen.detector_names:
         attrs["detector_names"] = list(gen.detector_names)
-    with atomic_path(out) as tmp:
-        write_showers(tmp, energies, showers, extras=condition_extras(gen, conditions), attrs=attrs,
-                      geometry=gen.geometry)
-    return Path(out)
+    total = {"rejected_first": 0, "n_redrawn": 0, "n_still_bad": 0, "seconds": 0.0}
+    with ShowerWriter(out, gen.geometry.n_voxels, geometry=gen.geometry, attrs=attrs, extras=tuple(extras),
+                      expected_n=len(e)) as writer:
+        for k, lo in enumerate(range(0, len(e), chunk)):
+            rows = slice(lo, lo + chunk)
+            showers, stats = gen.generate(e[rows], *(None if v is None else v[rows] for v in (phi, theta, det)),
+                                          solver=solver, steps=steps, seed=chunk_seed(seed, k),
+                                          batch_size=batch_size, show_progress=show_progress)
+            writer.append(e[rows], showers, {name: v[rows] for name, v in extras.items()})
+            total["rejected_first"] += stats["rejected_per_round"][0] if stats["rejected_per_round"] else 0
+            for key in ("n_redrawn", "n_still_bad", "seconds"):
+                total[key] += stats[key]
+    return {**total, "n": len(e), "ms_per_shower": 1e3 * total["seconds"] / len(e), "solver": solver,
+            "steps": steps, "nfe": stats["nfe"], "device": stats["device"]}

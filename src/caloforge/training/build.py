@@ -43,6 +43,15 @@ def grid_of(geometry: Geometry, recipe: Recipe) -> tuple[int, int, int]:
 
 
 def dit_config(recipe: Recipe, geometry: Geometry, cond_dim: int):
+    """A grid DiT for a regular mesh; a layer-group DiT (``models.layer_dit``) for an irregular one (dataset 1)."""
+    if not geometry.is_regular:
+        from caloforge.models.layer_dit import LayerDiTConfig
+
+        layers = tuple((geometry.layers[i].n_alpha, geometry.layers[i].n_r) for i in geometry.relevant_layers)
+        if recipe.model.grid is not None:
+            raise ConfigError(f"recipe {recipe.name}: model.grid: geometry {geometry.name} is irregular (tokenised "
+                              f"layer by layer); leave model.grid unset")
+        return LayerDiTConfig.for_layers(layers, cond_dim=int(cond_dim), **recipe.model.dit_kwargs())
     from caloforge.models.dit import DiTConfig
 
     return DiTConfig(grid=grid_of(geometry, recipe), cond_dim=int(cond_dim), **recipe.model.dit_kwargs())
@@ -70,23 +79,24 @@ def network_config(recipe: Recipe, geometry: Geometry, cond_dim: int) -> dict:
 
 
 def build_network(model_config: dict | object, objectives: tuple | None = None):
-    """A DiT from a DiTConfig or its dict, or a TwoStageNet from ``network_config``'s two-stage dict (with its
-    (voxel, layer) ``objectives`` when it is to be trained)."""
-    from caloforge.models.dit import DiT, DiTConfig
+    """A (layer-group) DiT from its config or dict, or a TwoStageNet from ``network_config``'s two-stage dict (with
+    its (voxel, layer) ``objectives`` when it is to be trained)."""
+    from caloforge.models.layer_dit import voxel_config, voxel_network
 
     if isinstance(model_config, dict) and model_config.get("kind") == "two_stage":
         from caloforge.models.two_stage import LayerMLPConfig, TwoStageNet
 
-        return TwoStageNet(DiTConfig.from_dict(dict(model_config["voxel"])),
+        return TwoStageNet(voxel_config(dict(model_config["voxel"])),
                            LayerMLPConfig.from_dict(dict(model_config["layer"])), objectives)
-    cfg = model_config if isinstance(model_config, DiTConfig) else DiTConfig.from_dict(dict(model_config))
-    return DiT(cfg)
+    return voxel_network(model_config)
 
 
 def voxel_grid(model_config: dict) -> tuple[int, int, int]:
-    """(Z, A, R) of the voxel network described by a ``network_config`` dict."""
+    """(Z, A, R) of the voxel network described by a ``network_config`` dict ((1, 1, V) for a layer-group DiT)."""
+    from caloforge.models.layer_dit import voxel_config
+
     cfg = model_config["voxel"] if model_config.get("kind") == "two_stage" else model_config
-    return tuple(cfg["grid"])
+    return tuple(voxel_config(dict(cfg)).grid)
 
 
 def build_objective(cfg: dict):

@@ -29,6 +29,13 @@ from caloforge.training.sources import WeightedRows, as_sources, row_slots, slot
 EXTRA_FOR_CONDITION = {"phi": "incident_phi", "theta": "incident_theta", "detector": "detector_id"}
 _CHUNK = 2048
 _IN_MEMORY_KEY, _STREAM_KEY, _VAL_KEY, FIT_NOISE_KEY = 0, 1, 2, 3  # noise streams: one-off pass, batches, val, fit
+#: Bound on one streamed statistics batch (float64 after the first transform step): ~200 DS3 showers, ~1300 DS2.
+_STREAM_BYTES = 64 * 2**20
+
+
+def stream_rows(n_voxels: int) -> int:
+    """Showers per batch when a file is streamed for statistics, so a batch stays near _STREAM_BYTES."""
+    return int(max(1, min(4096, _STREAM_BYTES // (8 * max(int(n_voxels), 1)))))
 
 
 def build_condition_encoder(cfg: DataConfig):
@@ -87,7 +94,7 @@ def fit_batches(path, max_showers: int, geometry: Geometry | None = None, coder=
     def factory():
         for p in paths:
             with ShowerFile(p, geometry) as f:
-                for b in f.iter_batches(4096, 0, min(f.n, per_file)):
+                for b in f.iter_batches(stream_rows(f.n_voxels), 0, min(f.n, per_file)):
                     yield (b.showers if coder is None else coder.shapes(b.showers)), b.energies
 
     return factory
@@ -190,7 +197,7 @@ class TrainBatches:
         lo = hi = None
         for s in self.sources:
             with ShowerFile(s.path) as f:
-                for b in f.iter_batches(4096, 0, min(f.n, max_showers)):
+                for b in f.iter_batches(stream_rows(f.n_voxels), 0, min(f.n, max_showers)):
                     y = self.chain.forward(b.showers if self.coder is None else self.coder.shapes(b.showers),
                                            b.energies)
                     lo = y.min(0) if lo is None else np.minimum(lo, y.min(0))
@@ -228,3 +235,14 @@ def load_validation(path, chain, encoder, cfg: DataConfig, geometry: Geometry | 
         xs.append(x)
         cs.append(c)
     return np.concatenate(xs), np.concatenate(cs)
+
+
+def threshold_mismatch(threshold_mev: float | None, geometry: Geometry) -> str | None:
+    """A one-line note when a recipe's ``postprocess.threshold_mev`` differs from the geometry's official readout
+    threshold (e.g. the DS2/DS3 15.15 keV of a DS2 recipe on dataset-1 data, whose official threshold is 1 MeV):
+    sampling then thresholds at the recipe's value while ``evaluate`` uses the official one."""
+    if threshold_mev is None or np.isclose(float(threshold_mev), geometry.threshold_mev, rtol=1e-3):
+        return None
+    return (f"note: postprocess.threshold_mev {float(threshold_mev):g} MeV differs from the official readout threshold "
+            f"{geometry.threshold_mev:g} MeV of geometry {geometry.name}; generated showers are cut at "
+            f"{float(threshold_mev):g} MeV, evaluate uses {geometry.threshold_mev:g} MeV")

@@ -56,6 +56,7 @@ from caloforge.training.data import (
     fit_batches,
     load_validation,
     resolve_geometry,
+    threshold_mismatch,
 )
 from caloforge.training.ema import EMA
 from caloforge.training.schedules import first_changed_step, lr_factor
@@ -193,6 +194,8 @@ def _train(recipe, tc, data_path, out, val_path, dev, info, extra_callbacks, out
 
     with ShowerFile(as_sources(data_path)[0].path) as f:
         geometry = resolve_geometry(recipe.data, f)
+    if info.is_main and (note := threshold_mismatch(recipe.postprocess.threshold_mev, geometry)):
+        print(note, file=sys.stderr)
     checks = [("--data", s.path) for s in as_sources(data_path)]  # every file of a multi-detector run
     checks += [("--val", s.path) for s in as_sources(val_path)] if val_path is not None else []
     for opt_name, path in checks:  # no NaN, inf, negative deposit or E <= 0 reaches the model
