@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from caloforge.cli.main import main
+from caloforge.sampling.generator import Generator
 from caloforge.simulate.detectors import DetectorSpec, Mesh
 from caloforge.simulate.generate import make_file
 from caloforge.training.checkpoint import load_checkpoint
 from caloforge.training.config import load_recipe
-from caloforge.sampling.generator import Generator
 from caloforge.training.trainer import train
 from caloforge.transforms.conditions import ConditionEncoder
 

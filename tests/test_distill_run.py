@@ -11,8 +11,8 @@ import torch
 from conftest import write_raw_h5
 
 from caloforge.cli.main import main
-from caloforge.training.checkpoint import load_checkpoint
 from caloforge.sampling.generator import Generator
+from caloforge.training.checkpoint import load_checkpoint
 
 TINY = ["model.dim=32", "model.depth=1", "layer_model.width=32", "layer_model.depth=1", "train.batch_size=8",
         "train.warmup_steps=1", "train.ckpt_every=2"]

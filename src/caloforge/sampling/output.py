@@ -50,7 +50,9 @@ def sample_to_file(out: str | Path, gen, energies, conditions: np.ndarray, seed:
     extras = condition_extras(gen, conditions)
     attrs = provenance(gen, {"solver": solver, "steps": steps, "nfe": gen.nfe(solver, steps)}, seed)
     if gen.encoder.n_detectors and gen.detector_names:
-        attrs["detector_names"] = list(gen.detector_names)
+        # the reserved (not yet adapted) slot has no name: the file schema needs one per slot
+        attrs["detector_names"] = [n if n is not None else f"reserved-slot-{i}"
+                                   for i, n in enumerate(gen.detector_names)]
     total = {"rejected_first": 0, "n_redrawn": 0, "n_still_bad": 0, "seconds": 0.0}
     with ShowerWriter(out, gen.geometry.n_voxels, geometry=gen.geometry, attrs=attrs, extras=tuple(extras),
                       expected_n=len(e)) as writer:
