@@ -29,7 +29,8 @@ class _Stage(nn.Module):
         self.net, self.objective, self.shape = net, objective, tuple(shape)
         self.solver_name = objective.resolve_solver(solver)
         self.steps = objective.resolve_steps(self.solver_name, steps)
-        self.solver = get_solver(self.solver_name)
+        own = self.solver_name in objective.own_solvers
+        self.solver = objective.own_solver(self.solver_name) if own else get_solver(self.solver_name)
         self.ts = objective.time_grid(self.steps)  # constant float64 grid, baked into a traced graph
         self.size = 1
         for n in self.shape:

@@ -182,6 +182,10 @@ class Objective(ABC):
             )
         return solver
 
+    def own_solver(self, name: str):
+        """The registry-shaped ``Solver`` record of one of ``own_solvers``, so the generator module runs it too."""
+        raise ConfigError(f"sampler: field 'solver': {name!r} is not a solver of objective '{self.kind}'")
+
     def resolve_steps(self, solver: str, steps: int | None) -> int:
         steps = self.default_steps if steps is None else steps
         if isinstance(steps, bool) or int(steps) != steps or steps < 1:

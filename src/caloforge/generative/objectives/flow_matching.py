@@ -188,6 +188,29 @@ class FlowMatching(Objective):
             solver = "heun_full"
         return super()._sample(net, noise, cond, solver, steps, generator, **opts)
 
+    def own_solver(self, name: str):
+        """dopri5 (adaptive; not exportable: its step count is not fixed) and the SDE (its Brownian increments are
+        the ``noise(i)`` input, so a seeded generator reproduces it) in the solver-registry shape."""
+        from caloforge.generative.samplers.registry import Solver
+
+        if name == "dopri5":
+            return Solver("dopri5", lambda model, x, ts, noise=None: ode.dopri5(
+                model.velocity, x, float(ts[0]), float(ts[-1]))[0], lambda n: None,
+                description="adaptive Dormand-Prince 5(4), rtol = atol = 1e-5")
+        if name == "sde":
+            return Solver("sde", self._registry_sde, lambda n: n, stochastic=True,
+                          description="Euler-Maruyama with the ODE's marginals")
+        return super().own_solver(name)
+
+    def _registry_sde(self, model, x: torch.Tensor, ts: torch.Tensor, noise) -> torch.Tensor:
+        g, times = self.sde_noise, [float(t) for t in ts]
+        for i, (t0, t1) in enumerate(zip(times[:-1], times[1:])):
+            v = model.velocity(x, t0)
+            x = x + (t1 - t0) * (v - 0.5 * g**2 * (1.0 - t0) * (x - t0 * v))
+            if i < len(times) - 2:
+                x = x + g * (1.0 - t0) * abs(t1 - t0) ** 0.5 * noise(i)
+        return x
+
     def _sample_sde(self, field, noise: torch.Tensor, ts: torch.Tensor, generator) -> torch.Tensor:
         """Euler-Maruyama on dz = [v + g^2/2 score] dt + g dW with g = sde_noise (1 - t); same marginals as the ODE.
 
