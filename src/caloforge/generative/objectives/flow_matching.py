@@ -9,6 +9,7 @@ loss. Sampling integrates dz/dt = v from t = 0 to 1 on a uniform or SD3-shifted 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -204,7 +205,7 @@ class FlowMatching(Objective):
 
     def _registry_sde(self, model, x: torch.Tensor, ts: torch.Tensor, noise) -> torch.Tensor:
         g, times = self.sde_noise, [float(t) for t in ts]
-        for i, (t0, t1) in enumerate(zip(times[:-1], times[1:])):
+        for i, (t0, t1) in enumerate(itertools.pairwise(times)):
             v = model.velocity(x, t0)
             x = x + (t1 - t0) * (v - 0.5 * g**2 * (1.0 - t0) * (x - t0 * v))
             if i < len(times) - 2:
