@@ -90,20 +90,3 @@ def test_without_a_terminal_progress_is_a_plain_line_with_rate_and_eta(monkeypat
 
 
 #: Loose bound for the quality test below (GFlash 2000 showers, tiny-fm-2s 400 steps; docs/demo.md "Measured").
-SMALL_QUALITY_AUC_HIGH = 0.95  # measured 0.879 (floor 0.511), 1-minute load 23-29 on 2 cores
-
-
-@pytest.mark.slow
-def test_a_small_demo_model_is_already_far_better_than_a_broken_one(tmp_path, monkeypatch):
-    """The demo's recipe on a smaller configuration (2000 showers, 400 steps, no budget) beats a loose high-level
-    AUC bound on its own test split (a broken or untrained model scores ~1.0); the full demo's target
-    (AUC <= 0.75 at ~3000 steps) is documented in docs/demo.md."""
-    from caloforge.workflows.demo import DemoSettings, run_demo
-
-    monkeypatch.setenv("CALOFORGE_PROGRESS", "0")
-    m = run_demo(DemoSettings(out_dir=tmp_path / "d", n_showers=2000, minutes=0, steps=400, device="cpu"),
-                 log=lambda *a: None)
-    g, floor = m["generated"][0], m["floor"]
-    assert g["n"] == 400 and floor["n"] == [400, 400]
-    assert floor["classifiers"]["high"]["auc"] < 0.62
-    assert g["classifiers"]["high"]["auc"] <= SMALL_QUALITY_AUC_HIGH

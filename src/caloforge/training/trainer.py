@@ -181,6 +181,11 @@ def train(recipe: Recipe | str, data_path, out_dir, val_path=None, steps: int | 
         distributed.teardown(info)
 
 
+def _paths_text(data_path) -> str:
+    """The training file(s) as a user typed them (one path, or several for a multi-detector run)."""
+    return ", ".join(str(s.path) for s in as_sources(data_path))
+
+
 def _train(recipe, tc, data_path, out, val_path, dev, info, extra_callbacks, outside_energy_range="error"
            ) -> TrainResult:
     distributed.per_rank_batch(tc.batch_size, info, tc.grad_accum)
@@ -233,7 +238,7 @@ def _train(recipe, tc, data_path, out, val_path, dev, info, extra_callbacks, out
     start = 0
     if ckpt is not None:
         if ckpt["data"]["n"] != data.n:
-            raise ConfigError(f"{data_path}: holds {data.n} showers but the run in {out} was trained on a file with "
+            raise ConfigError(f"{_paths_text(data_path)}: holds {data.n} showers but the run in {out} was trained on a file with "
                               f"{ckpt['data']['n']}; resuming needs the same training file")
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
@@ -305,7 +310,7 @@ def _train(recipe, tc, data_path, out, val_path, dev, info, extra_callbacks, out
                 loss_sum += float(loss.detach())
             if not math.isfinite(loss_sum):
                 raise CaloforgeError(f"recipe {recipe.name}: step {step}: training loss is not finite ({loss_sum}) "
-                                     f"on the batch of {data_path} rows {_rows_text(data, step, info)}; "
+                                     f"on the batch of {_paths_text(data_path)} rows {_rows_text(data, step, info)}; "
                                      f"nothing of this step was saved; lower train.lr or check the transforms")
             grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip))
             opt.step()

@@ -82,7 +82,19 @@ class Distilled(_FromTeacher):
 
     kind: ClassVar[str] = "distilled"
     solvers: ClassVar[tuple[str, ...]] = ("few_step", "consistency")
+    own_solvers: ClassVar[tuple[str, ...]] = ("few_step", "consistency")
     uses_context: ClassVar[bool] = True
+
+    def own_solver(self, name: str):
+        """Registry-shaped records, offered by this objective only (they need a distilled student)."""
+        from caloforge.generative.samplers.registry import Solver
+
+        if name == "few_step":
+            return Solver("few_step", _few_step, lambda n: n, description="progressive / reflow students")
+        if name == "consistency":
+            return Solver("consistency", _consistency, lambda n: n, stochastic=True,
+                          description="multistep consistency sampling (re-noising drawn from the noise input)")
+        return super().own_solver(name)
 
     @property
     def default_solver(self) -> str:  # type: ignore[override]
@@ -151,6 +163,14 @@ class Bespoke(_FromTeacher):
 
     kind: ClassVar[str] = "bespoke"
     solvers: ClassVar[tuple[str, ...]] = ("bespoke",)
+    own_solvers: ClassVar[tuple[str, ...]] = ("bespoke",)
+
+    def own_solver(self, name: str):
+        from caloforge.generative.samplers.registry import Solver
+
+        if name == "bespoke":
+            return Solver("bespoke", _bespoke, lambda n: self.bespoke.nfe(), description="this run's learned solver")
+        return super().own_solver(name)
 
     def __post_init__(self) -> None:
         self._init_base()
@@ -214,16 +234,5 @@ def _bespoke(model, x: torch.Tensor, ts: torch.Tensor, noise=None) -> torch.Tens
     return obj.bespoke.solve(time_field(obj.teacher_objective, model.net, model.cond), x)
 
 
-def _register_solvers() -> None:
-    from caloforge.generative.samplers.registry import SOLVERS, register_solver
-
-    if "few_step" not in SOLVERS:
-        register_solver("few_step", _few_step, lambda n: n, description="distilled students (progressive, reflow)")
-        register_solver("consistency", _consistency, lambda n: n, stochastic=True,
-                        description="multistep consistency sampling (distilled consistency students)")
-        register_solver("bespoke", _bespoke, lambda n: None, description="a learned bespoke solver (per run)")
-
-
-_register_solvers()
 
 DISTILLED: dict[str, type[Objective]] = {"distilled": Distilled, "bespoke": Bespoke}
