@@ -7,7 +7,8 @@ evaluate.py's classifier protocol run next to caloforge's streaming path (``scan
 its relative difference to a CSV; the markdown has the summary per family and every row that is not identical.
 
     python benchmarks/official_agreement.py --official-code DIR_WITH_evaluate.py --jetnet-path DIR_WITH_jetnet \
-        [--pairs ds2-halves,ds2-param,ds1,ds3] [--cls-pairs ds2-param] [--cls-rows 1500] [--cls-repeats 3]
+        [--pairs ds2-halves,ds2-param,ds2-model,ds1,ds3] [--model-gen G.h5 --model-ref R.h5] \
+        [--cls-pairs ds2-halves,ds2-model] [--cls-rows 1500] [--cls-repeats 3] [--cost-pair ds2-halves]
 
 The official files are not part of caloforge: take ``code/`` of github.com/CaloChallenge/homepage. jetnet 0.2.5's
 gen_metrics.py is loaded from --jetnet-path (the unzipped wheel) with stubs for the modules fpd/kpd never touch;
@@ -18,14 +19,11 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import os
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
-import types
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -35,6 +33,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 from machine import cpu_model
+from official_inputs import build_pairs, load_jetnet, load_official, write_h5
 
 from caloforge.data.geometry import Geometry
 from caloforge.evaluation.features import hlf_vector
@@ -52,95 +51,6 @@ MIN_ENERGY = {"1-photons": 1.0, "1-pions": 1.0, "2": 0.5e-3 / 0.033, "3": 0.5e-3
 
 def say(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-# ---- loading the official code ------------------------------------------------------------------------------------
-def load_official(code_dir: Path):
-    """evaluate.py imported as a module (its CLI runs only under __main__); LaTeX text and the float64 default
-    dtype it sets at import are undone (we have no LaTeX; the default dtype is set around its classifier only)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import torch
-
-    sys.path.insert(0, str(code_dir))
-    os.chdir(code_dir)  # evaluate.py opens binning_dataset_*.xml relative to the working directory
-    import evaluate as official
-
-    plt.rc("text", usetex=False)
-    torch.set_default_dtype(torch.float32)
-    return official
-
-
-def load_jetnet(path: Path):
-    """jetnet/evaluation/gen_metrics.py with stubs for the modules fpd/kpd do not use."""
-    ef, ef_emd = types.ModuleType("energyflow"), types.ModuleType("energyflow.emd")
-    ef_emd.emds, ef.emd = None, ef_emd
-    jn, ju, jd = (types.ModuleType(n) for n in ("jetnet", "jetnet.utils", "jetnet.datasets"))
-    jn.__path__, jn.utils, jd.JetNet = [], ju, object
-    sys.modules.update({"energyflow": ef, "energyflow.emd": ef_emd, "jetnet": jn, "jetnet.utils": ju,
-                        "jetnet.datasets": jd})
-    spec = importlib.util.spec_from_file_location("jetnet_gen_metrics", path / "jetnet" / "evaluation" / "gen_metrics.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["jetnet_gen_metrics"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-# ---- input pairs --------------------------------------------------------------------------------------------------
-def write_h5(path: Path, energies, showers) -> Path:
-    with h5py.File(path, "w") as f:
-        f.create_dataset("incident_energies", data=np.asarray(energies, np.float32).reshape(-1, 1))
-        f.create_dataset("showers", data=np.asarray(showers, np.float32))
-    return path
-
-
-def make_cli(detector: str, n: int, seed: int, out: Path) -> Path:
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    subprocess.run([sys.executable, "-m", "caloforge.cli.main", "data", "make", "--detector", detector, "--n", str(n),
-                    "--seed", str(seed), "--out", str(out)], check=True, env=env, capture_output=True)
-    return out
-
-
-def toy_ds1(path: Path, n: int, seed: int, key: str) -> Path:
-    """DS1-layout showers with parametrised random content: the 15 discrete energies 2^8..2^22 MeV, E_tot/E_inc
-    ~ N(0.9, 0.04), layer fractions from a Dirichlet, exponential voxel energies (many below the 1 MeV threshold)."""
-    geo = Geometry.official(key)
-    rng = np.random.default_rng(seed)
-    e = 2.0 ** rng.integers(8, 23, n)
-    rel = list(geo.relevant_layers)
-    frac = rng.dirichlet(np.linspace(1, 6, len(rel))[::-1] + 1, n)  # (n, L)
-    x = np.zeros((n, geo.n_voxels), np.float32)
-    for j, layer in enumerate(rel):
-        sl = geo.layer_slice(layer)
-        w = rng.exponential(1.0, (n, sl.stop - sl.start)) ** 3 * (rng.random((n, sl.stop - sl.start)) < 0.6)
-        w /= w.sum(axis=1, keepdims=True) + 1e-12
-        x[:, sl] = w * (frac[:, j] * e * rng.normal(0.9, 0.04, n))[:, None]
-    return write_h5(path, e, x)
-
-
-def build_pairs(names: list[str], work: Path, args) -> list[tuple[str, str, Path, Path]]:
-    pairs = []
-    with h5py.File(args.data, "r") as f:
-        showers, energies = f["showers"][:], f["incident_energies"][:]
-    order = np.random.default_rng(0).permutation(len(showers))
-    half = len(order) // 2
-    ref2 = write_h5(work / "g4_A.h5", energies[order[:half]], showers[order[:half]])
-    if "ds2-halves" in names:
-        gen = write_h5(work / "g4_B.h5", energies[order[half:]], showers[order[half:]])
-        pairs.append((f"ds2-halves: Geant4 half B vs Geant4 half A ({half} each)", "2", ref2, gen))
-    if "ds2-param" in names:
-        gen = make_cli("par04-siw", half, 7, work / "par04.h5")
-        pairs.append((f"ds2-param: par04-siw parametrised vs Geant4 half A ({half} each)", "2", ref2, gen))
-    if "ds1" in names:
-        ref1, gen1 = toy_ds1(work / "ds1_a.h5", args.ds1_n, 1, "1-photons"), toy_ds1(work / "ds1_b.h5", args.ds1_n, 2, "1-photons")
-        pairs.append((f"ds1: DS1-photons layout, toy seed 2 vs seed 1 ({args.ds1_n} each)", "1-photons", ref1, gen1))
-    if "ds3" in names:
-        ref3 = make_cli("par04-siw-ds3", args.ds3_n, 1, work / "ds3_a.h5")
-        gen3 = make_cli("par04-siw-ds3", args.ds3_n, 2, work / "ds3_b.h5")
-        pairs.append((f"ds3: DS3 mesh, par04-siw-ds3 seed 2 vs seed 1 ({args.ds3_n} each)", "3", ref3, gen3))
-    return pairs
 
 
 # ---- the two sides ------------------------------------------------------------------------------------------------
@@ -373,6 +283,9 @@ def main(argv=None) -> None:
     p.add_argument("--cls-rows", type=int, default=1500, help="showers per class for the classifier comparison")
     p.add_argument("--cls-repeats", type=int, default=3)
     p.add_argument("--cls-epochs", type=int, default=50, help="official protocol epochs (50 = evaluate.py)")
+    p.add_argument("--model-gen", type=Path, default=None, help="ds2-model pair: a trained model's showers")
+    p.add_argument("--model-ref", type=Path, default=None, help="ds2-model pair: the Geant4 showers to compare with")
+    p.add_argument("--model-label", default="trained model", help="ds2-model pair: how the model is named")
     p.add_argument("--ds1-n", type=int, default=3000)
     p.add_argument("--ds3-n", type=int, default=500)
     p.add_argument("--fpd-min", type=int, default=1000)

@@ -65,12 +65,16 @@ def test_onnx_and_torchscript_equal_the_pytorch_generator(runs, tmp_path, stage,
     import onnx
 
     gen = Generator.load(runs[stage], device="cpu")
-    wrapper = CaloChallengeLayout(gen.module(solver, steps))
+    layer_steps = steps if stage == "two" else None  # a K-step two-stage generator: both stages take K steps
+    wrapper = CaloChallengeLayout(gen.module(solver, steps, layer_steps))
     onnx_path, ts_path = tmp_path / "g.onnx", tmp_path / "g.pt"
-    meta = export_generator(gen, "onnx", "calochallenge", onnx_path, solver, steps)
-    export_generator(gen, "torchscript", "calochallenge", ts_path, solver, steps)
+    meta = export_generator(gen, "onnx", "calochallenge", onnx_path, solver, steps, layer_steps=layer_steps)
+    export_generator(gen, "torchscript", "calochallenge", ts_path, solver, steps, layer_steps=layer_steps)
     onnx.checker.check_model(onnx.load(str(onnx_path)), full_check=True)
     assert meta["steps"] == steps and meta["solver"] == solver and meta["two_stage"] == (stage == "two")
+    if stage == "two":
+        assert wrapper.gen.layer.steps == meta["layer_steps"] == steps
+        assert meta["layer_nfe"] == gen.layer_nfe(steps) < gen.layer_nfe()  # fewer than the recipe's layer steps
     assert read_metadata(onnx_path)["nfe"] == read_metadata(ts_path)["nfe"] == gen.nfe(solver, steps)
     traced = torch.jit.load(str(ts_path))
     for batch in (1, 7):

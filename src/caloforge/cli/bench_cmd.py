@@ -12,6 +12,8 @@ def register(sub) -> None:
     p.add_argument("--threads", default="1,all", help="CPU thread counts, comma list; 'all' = every core (default 1,all)")
     p.add_argument("--solver", default=None, help="solver (default: the recipe's)")
     p.add_argument("--steps", type=int, default=None, help="solver steps (default: the recipe's)")
+    p.add_argument("--layer-steps", type=int, default=None,
+                   help="two-stage models: steps of the layer-energy model (default: the recipe's layer_model.steps)")
     p.add_argument("--repeats", type=int, default=3, help="timed calls per configuration (default 3)")
     p.add_argument("--warmup", type=int, default=1, help="untimed calls first (default 1)")
     p.add_argument("--max-seconds", type=float, default=300.0,
@@ -43,11 +45,12 @@ def _run(args) -> int:
     for dev in devices:
         gen = Generator.load(ckpt, device=dev)
         gen.solver_steps(args.solver, args.steps)  # refuse a wrong solver/steps before timing anything
+        gen.layer_solver_steps(args.layer_steps)
         per_thread = threads if dev == "cpu" else threads[:1]
         result = None
         for t in progress(per_thread, desc=f"bench {dev}", unit="thread setting"):
             part = bench_generator(gen, sizes, [t], args.solver, args.steps, args.repeats, args.warmup,
-                                   args.max_seconds)
+                                   args.max_seconds, layer_steps=args.layer_steps)
             if result is None:
                 result = part
             else:

@@ -14,6 +14,9 @@ def register(sub) -> None:
                         "in the graph, output GeV ordered r, phi, z (z innermost), as Geant4 11.4 calls CaloDiT-2")
     p.add_argument("--steps", type=int, default=None, help="solver steps unrolled in the graph (default: the recipe's)")
     p.add_argument("--solver", default=None, help="solver from the registry (default: the recipe's)")
+    p.add_argument("--layer-steps", type=int, default=None,
+                   help="two-stage models: steps of the layer-energy model (default: the recipe's layer_model.steps; "
+                        "a 1-step generator sets both --steps 1 and --layer-steps 1)")
     p.add_argument("--no-ema", action="store_true", help="export the raw weights instead of the EMA weights")
     p.add_argument("--out", required=True, help="output file (.onnx or .pt)")
     p.add_argument("--force", action="store_true", help="replace an existing --out file")
@@ -31,7 +34,10 @@ def _run(args) -> int:
     clean_stale_temps(out.parent)
     gen = Generator.load(ckpt, use_ema=not args.no_ema, device="cpu")
     gen.solver_steps(args.solver, args.steps)  # a wrong solver/steps is refused before the trace
-    meta = export_generator(gen, args.format, args.layout, out, args.solver, args.steps)
-    print(f"wrote {out}: {meta['recipe']} {meta['solver']} {meta['steps']} steps ({meta['nfe']} network calls), "
+    gen.layer_solver_steps(args.layer_steps)
+    meta = export_generator(gen, args.format, args.layout, out, args.solver, args.steps,
+                            layer_steps=args.layer_steps)
+    layer = f" + layer model {meta['layer_steps']} steps" if meta["two_stage"] else ""
+    print(f"wrote {out}: {meta['recipe']} {meta['solver']} {meta['steps']} steps{layer} ({meta['nfe']} network calls), "
           f"layout {meta['layout']}, inputs {', '.join(meta['inputs'])}")
     return 0

@@ -28,6 +28,8 @@ def register(sub) -> None:
     p.add_argument("--solver", default=None, help="solver from the registry, e.g. euler, heun, rk4, edm_heun, ddim "
                                                   "(default: the recipe's)")
     p.add_argument("--steps", type=int, default=None, help="solver steps (default: the recipe's)")
+    p.add_argument("--layer-steps", type=int, default=None,
+                   help="two-stage models: steps of the layer-energy model (default: the recipe's layer_model.steps)")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise and of --energy-range draws (default 0)")
     p.add_argument("--batch-size", type=int, default=1000, help="showers per network batch (default 1000)")
     p.add_argument("--chunk", type=int, default=10000,
@@ -121,7 +123,7 @@ def _run(args) -> int:
                        on_outside=args.outside_energy_range)
     raw = gen.conditions(energies, cond["phi"], cond["theta"], cond["detector"])  # refuses missing ones
     stats = sample_to_file(out, gen, energies, raw, args.seed, args.chunk, solver=args.solver, steps=args.steps,
-                           batch_size=args.batch_size, show_progress=True)
+                           batch_size=args.batch_size, show_progress=True, layer_steps=args.layer_steps)
     print(f"wrote {stats['n']} showers to {out}; rejected {stats['rejected_first']} in the first draw, redrawn "
           f"{stats['n_redrawn']}, still bad {stats['n_still_bad']}; {stats['ms_per_shower']:.2f} ms/shower "
           f"({stats['solver']} {stats['steps']} steps, {stats['nfe']} network calls, {stats['device']})")

@@ -40,7 +40,10 @@ def use_style() -> None:
         plt.style.use("default")
     plt.rcParams.update({"text.usetex": False, "font.size": 11, "axes.titlesize": 11, "axes.labelsize": 11,
                          "legend.fontsize": 9, "xtick.labelsize": 9, "ytick.labelsize": 9,
-                         "figure.dpi": 150, "savefig.dpi": 150})
+                         "figure.dpi": 150, "savefig.dpi": 150,
+                         # minor ticks are most of the drawing time of the per-layer grids (measured: 46 -> 17
+                         # CPU-s for the report's figures); major ticks are enough to read a histogram
+                         "xtick.minor.visible": False, "ytick.minor.visible": False})
     _styled = True
 
 
@@ -127,7 +130,7 @@ def histogram_grid(panels: list[HistPanel], title: str = "", ncols: int = 3) -> 
         fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 5), frameon=False,
                    bbox_to_anchor=(0.5, 1.0))
     if title:
-        fig.suptitle(title, y=1.0 + 0.25 / max(nrows, 1), fontsize=12)
+        fig.suptitle(title, y=1.0 + 0.3 / (4.0 * nrows + 0.6), fontsize=12)  # 0.3 inch above the legend
     fig.subplots_adjust(top=1 - 0.7 / (4.0 * nrows + 0.6), bottom=0.04, left=0.08, right=0.98)
     return fig
 
@@ -260,6 +263,8 @@ def write_atomic(path: str | Path, data: bytes) -> None:
 
 
 def save_png(fig: plt.Figure, path: str | Path) -> None:
+    for ax in fig.axes:
+        ax.minorticks_off()  # log axes add minor ticks whatever the rcParams say
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight")
     plt.close(fig)

@@ -79,24 +79,31 @@ def _sync(device) -> None:
 
 
 def time_batch(generator, batch_size: int, solver=None, steps=None, repeats: int = 3, warmup: int = 1,
-               seed: int = 0, energy_range_mev=(1e3, 1e6)) -> dict:
+               seed: int = 0, energy_range_mev=(1e3, 1e6), layer_steps=None) -> dict:
     """Median and 16-84 % ms per shower of ``generator.generate`` on one batch of ``batch_size`` showers."""
     from caloforge.data.energies import log_uniform
 
     energies = log_uniform(batch_size, energy_range_mev, np.random.default_rng(seed))
     device = getattr(generator, "device", "cpu")
     for w in range(warmup):
-        generator.generate(energies, solver=solver, steps=steps, seed=seed + w, batch_size=batch_size)
+        generator.generate(energies, solver=solver, steps=steps, seed=seed + w, batch_size=batch_size,
+                           **_layer(layer_steps))
     _sync(device)
     ms = []
     for r in range(repeats):
         t0 = time.perf_counter()
-        generator.generate(energies, solver=solver, steps=steps, seed=seed + 100 + r, batch_size=batch_size)
+        generator.generate(energies, solver=solver, steps=steps, seed=seed + 100 + r, batch_size=batch_size,
+                           **_layer(layer_steps))
         _sync(device)
         ms.append(1e3 * (time.perf_counter() - t0) / batch_size)
     ms = np.asarray(ms)
     return {"ms_per_shower": float(np.median(ms)), "p16": float(np.percentile(ms, 16)),
             "p84": float(np.percentile(ms, 84)), "runs_ms": ms.round(4).tolist()}
+
+
+def _layer(layer_steps) -> dict:
+    """``layer_steps`` only when set: plain callables timed here need not know about two-stage models."""
+    return {} if layer_steps is None else {"layer_steps": layer_steps}
 
 
 def count_parameters(generator) -> int | None:
@@ -106,7 +113,7 @@ def count_parameters(generator) -> int | None:
 
 def bench_generator(generator, batch_sizes=(1, 100, 10_000), threads=(1,), solver=None, steps=None,
                     repeats: int = 3, warmup: int = 1, max_seconds: float = 300.0, seed: int = 0,
-                    energy_range_mev=None) -> dict:
+                    energy_range_mev=None, layer_steps=None) -> dict:
     """Time every (threads, batch size) on the generator's device; returns rows plus NFE, parameters, machine."""
     import torch
 
@@ -134,7 +141,8 @@ def bench_generator(generator, batch_sizes=(1, 100, 10_000), threads=(1,), solve
                     row["skipped"] = f"estimated {est_s:.0f} s exceeds the {max_seconds:.0f} s budget (--max-seconds)"
                 else:
                     try:
-                        row.update(time_batch(generator, bs, solver, steps, repeats, warmup, seed, energy_range_mev))
+                        row.update(time_batch(generator, bs, solver, steps, repeats, warmup, seed, energy_range_mev,
+                                              layer_steps))
                         prev_ms = row["ms_per_shower"]
                     except (RuntimeError, MemoryError) as exc:
                         if "out of memory" not in str(exc).lower() and not isinstance(exc, MemoryError):
@@ -143,7 +151,9 @@ def bench_generator(generator, batch_sizes=(1, 100, 10_000), threads=(1,), solve
                 rows.append(row)
     finally:
         torch.set_num_threads(old_threads)
+    layer = getattr(generator, "layer_nfe", None)
     return {"rows": rows, "nfe": generator.nfe(solver, steps), "solver": solver, "steps": steps,
+            "layer_nfe": layer(layer_steps) if layer is not None else None,
             "parameters": count_parameters(generator), "repeats": repeats, "warmup": warmup,
             "energy_range_mev": list(energy_range_mev),
             "machine": machine_info()}

@@ -24,12 +24,13 @@ OPSET = 17
 META_FILE = "caloforge.json"
 
 
-def build_layout(gen, layout: str, solver: str | None = None, steps: int | None = None):
-    """The layout module around ``gen.module(solver, steps)`` (refuses stochastic solvers for par04: its only
+def build_layout(gen, layout: str, solver: str | None = None, steps: int | None = None,
+                 layer_steps: int | None = None):
+    """The layout module around ``gen.module(solver, steps, layer_steps)`` (refuses stochastic solvers for par04: its only
     randomness is the in-graph prior draw)."""
     if layout not in LAYOUTS:
         raise ConfigError(f"--layout: expected one of {', '.join(LAYOUTS)}, found {layout!r}")
-    module = gen.module(solver, steps)
+    module = gen.module(solver, steps, layer_steps)
     if layout == "calochallenge":
         return CaloChallengeLayout(module).eval()
     if module.stochastic:
@@ -38,15 +39,18 @@ def build_layout(gen, layout: str, solver: str | None = None, steps: int | None 
     return Par04Layout(module, gen.grid).eval()
 
 
-def metadata(gen, layout_module, layout: str, solver: str | None, steps: int | None) -> dict:
+def metadata(gen, layout_module, layout: str, solver: str | None, steps: int | None,
+             layer_steps: int | None = None) -> dict:
     solver, steps = gen.solver_steps(solver, steps)
+    layer_solver, layer_steps = gen.layer_solver_steps(layer_steps) or (None, None)
     module = layout_module.gen
     enc = module.encode
     z, a, r = gen.grid
     meta = {
         "producer": "caloforge", "caloforge_version": __version__, "recipe": gen.config.name,
         "checkpoint": gen.source, "step": gen.step, "objective": gen.objective.kind, "solver": solver,
-        "steps": steps, "nfe": gen.nfe(solver, steps), "layer_nfe": gen.layer_nfe(), "two_stage": gen.two_stage,
+        "steps": steps, "nfe": gen.nfe(solver, steps), "layer_nfe": gen.layer_nfe(layer_steps), "two_stage": gen.two_stage,
+        "layer_solver": layer_solver, "layer_steps": layer_steps,
         "layout": layout, "geometry": gen.geometry.name, "grid_z_alpha_r": [z, a, r],
         "geometry_dict": gen.geometry.to_dict(),
         "threshold_mev": float(gen.threshold_mev), "energy_range_mev": list(gen.encoder.energy_range_mev),
@@ -67,14 +71,14 @@ def metadata(gen, layout_module, layout: str, solver: str | None, steps: int | N
 
 
 def export_generator(gen, fmt: str, layout: str, out: str | Path, solver: str | None = None,
-                     steps: int | None = None, trace_batch: int = 2) -> dict:
+                     steps: int | None = None, trace_batch: int = 2, layer_steps: int | None = None) -> dict:
     """Write the exported generator to ``out``; returns its metadata. ``out`` must already be checked (outputs)."""
     if fmt not in FORMATS:
         raise ConfigError(f"--format: expected one of {', '.join(FORMATS)}, found {fmt!r}")
     if gen.device.type != "cpu":
         raise ConfigError("export: load the generator on the CPU (device='cpu')")
-    wrapper = build_layout(gen, layout, solver, steps)
-    meta = metadata(gen, wrapper, layout, solver, steps)
+    wrapper = build_layout(gen, layout, solver, steps, layer_steps)
+    meta = metadata(gen, wrapper, layout, solver, steps, layer_steps)
     inputs = wrapper.example_inputs(trace_batch)
     with atomic_path(out) as tmp, warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer warnings about python control flow on shapes (all static here)

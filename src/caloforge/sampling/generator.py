@@ -81,11 +81,18 @@ class Generator:
         """Voxel-network evaluations per shower (the layer network of a two-stage model is ~1000x cheaper)."""
         return self.objective.nfe(*self.solver_steps(solver, steps))
 
-    def layer_nfe(self) -> int | None:
+    def layer_solver_steps(self, layer_steps: int | None = None) -> tuple[str, int] | None:
+        """The layer-energy model's (solver, steps) of a two-stage model: the recipe's ``layer_model`` section,
+        with ``layer_steps`` (e.g. a 1-step export) replacing its step count; None for a one-stage model."""
         if not self.two_stage:
             return None
         lm = self.config.layer_model
-        return self.layer_objective.nfe(lm.solver, lm.steps)
+        solver = self.layer_objective.resolve_solver(lm.solver)
+        return solver, self.layer_objective.resolve_steps(solver, lm.steps if layer_steps is None else layer_steps)
+
+    def layer_nfe(self, layer_steps: int | None = None) -> int | None:
+        plan = self.layer_solver_steps(layer_steps)
+        return None if plan is None else self.layer_objective.nfe(*plan)
 
     # ---- conditions ---------------------------------------------------------------------------------------------
     def conditions(self, energies, phi=None, theta=None, detector=None) -> np.ndarray:
@@ -94,13 +101,14 @@ class Generator:
         return raw_conditions(self.encoder, energies, phi, theta, detector, self.detector_names)
 
     # ---- the torch module ---------------------------------------------------------------------------------------
-    def module(self, solver: str | None = None, steps: int | None = None):
-        """The whole generator as one ``GeneratorModule`` for a fixed solver and step count (cached)."""
+    def module(self, solver: str | None = None, steps: int | None = None, layer_steps: int | None = None):
+        """The whole generator as one ``GeneratorModule`` for a fixed solver and step count (cached);
+        ``layer_steps``: the layer-energy model's step count of a two-stage model (default: the recipe's)."""
         from caloforge.sampling.module import GeneratorModule
 
-        key = self.solver_steps(solver, steps)
+        key = (*self.solver_steps(solver, steps), self.layer_solver_steps(layer_steps))
         if key not in self._modules:
-            self._modules[key] = GeneratorModule(self, *key).to(self.device).eval()
+            self._modules[key] = GeneratorModule(self, key[0], key[1], layer_steps).to(self.device).eval()
         return self._modules[key]
 
     def _noise(self, module, n: int, gen: torch.Generator):
@@ -117,10 +125,10 @@ class Generator:
         return voxel, layer, v_steps, l_steps
 
     @torch.no_grad()
-    def model_space(self, conditions: np.ndarray, seed: int, solver=None, steps=None) -> np.ndarray:
+    def model_space(self, conditions: np.ndarray, seed: int, solver=None, steps=None, layer_steps=None) -> np.ndarray:
         """Model-space samples (n, V) after the clamp for raw conditions (n, R); two-stage: (n, V + L), the voxel
         part followed by the layer codes."""
-        module = self.module(solver, steps)
+        module = self.module(solver, steps, layer_steps)
         gen = torch.Generator(device=self.device).manual_seed(int(seed))
         c = torch.as_tensor(np.asarray(conditions, dtype=np.float32), device=self.device)
         voxel, layer, v_steps, l_steps = self._noise(module, len(c), gen)
@@ -129,9 +137,9 @@ class Generator:
         return y.float().cpu().numpy()
 
     @torch.no_grad()
-    def draw(self, conditions: np.ndarray, seed: int, solver=None, steps=None) -> np.ndarray:
+    def draw(self, conditions: np.ndarray, seed: int, solver=None, steps=None, layer_steps=None) -> np.ndarray:
         """Showers (n, V) float32 MeV for raw conditions (n, R), noise from a generator seeded by ``seed``."""
-        module = self.module(solver, steps)
+        module = self.module(solver, steps, layer_steps)
         gen = torch.Generator(device=self.device).manual_seed(int(seed))
         c = torch.as_tensor(np.asarray(conditions, dtype=np.float32), device=self.device)
         voxel, layer, v_steps, l_steps = self._noise(module, len(c), gen)
@@ -139,7 +147,7 @@ class Generator:
 
     def generate(self, energies, phi=None, theta=None, detector_id=None, solver: str | None = None,
                  steps: int | None = None, seed: int = 0, batch_size: int = 1000,
-                 show_progress: bool = False) -> tuple[np.ndarray, dict]:
+                 show_progress: bool = False, layer_steps: int | None = None) -> tuple[np.ndarray, dict]:
         """Showers (n, V) float32 MeV and stats (redraw counts, seconds, ms per shower, nfe)."""
         from caloforge.progress import progress
         from caloforge.transforms.postprocess import reject_and_redraw
@@ -150,6 +158,7 @@ class Generator:
         if batch_size < 1:
             raise CaloforgeError(f"generate: batch_size: expected a positive integer, found {batch_size}")
         solver, steps = self.solver_steps(solver, steps)  # validates before any work
+        self.layer_solver_steps(layer_steps)
         cond = self.conditions(e, phi, theta, detector_id)  # (n, R)
         pp = self.config.postprocess
         calls = [0]
@@ -160,7 +169,7 @@ class Generator:
             for i in range(0, len(indices), batch_size):
                 rows = indices[i:i + batch_size]
                 # each draw call gets a fresh, reproducible noise stream
-                out[i:i + len(rows)] = self.draw(cond[rows], seed * 1_000_003 + calls[0], solver, steps)
+                out[i:i + len(rows)] = self.draw(cond[rows], seed * 1_000_003 + calls[0], solver, steps, layer_steps)
                 calls[0] += 1
                 if bar is not None:
                     bar.update(len(rows))
@@ -174,7 +183,8 @@ class Generator:
                 bar.close()
         seconds = time.perf_counter() - t0
         stats = {**rstats.to_dict(), "n": len(e), "seconds": seconds, "ms_per_shower": 1e3 * seconds / len(e),
-                 "nfe": self.nfe(solver, steps), "layer_nfe": self.layer_nfe(), "solver": solver, "steps": steps,
+                 "nfe": self.nfe(solver, steps), "layer_nfe": self.layer_nfe(layer_steps), "solver": solver, "steps": steps,
+                 "layer_steps": (self.layer_solver_steps(layer_steps) or (None, None))[1],
                  "device": str(self.device)}
         return showers.astype(np.float32, copy=False), stats
 

@@ -52,9 +52,9 @@ class _Stage(nn.Module):
 
 
 class GeneratorModule(nn.Module):
-    """See the module docstring; built by ``Generator.module(solver, steps)``."""
+    """See the module docstring; built by ``Generator.module(solver, steps, layer_steps)``."""
 
-    def __init__(self, gen, solver: str | None = None, steps: int | None = None):
+    def __init__(self, gen, solver: str | None = None, steps: int | None = None, layer_steps: int | None = None):
         super().__init__()
         solver, steps = gen.solver_steps(solver, steps)
         self.encode = EncodeConditions(gen.encoder)
@@ -62,8 +62,8 @@ class GeneratorModule(nn.Module):
         self.n_voxels = self.voxel.size
         self.layer = self.join = None
         if gen.two_stage:
-            lm = gen.config.layer_model
-            self.layer = _Stage(gen.net.layer, gen.layer_objective, lm.solver, lm.steps, (gen.coder.n_layers,))
+            l_solver, l_steps = gen.layer_solver_steps(layer_steps)
+            self.layer = _Stage(gen.net.layer, gen.layer_objective, l_solver, l_steps, (gen.coder.n_layers,))
             self.join = LayerJoin(gen.coder)
         self.clamp = Clamp(*gen.model_range) if gen.model_range is not None else None
         self.inverse = ChainInverse(gen.chain)

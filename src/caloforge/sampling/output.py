@@ -35,7 +35,7 @@ def chunk_seed(seed: int, k: int) -> int:
 
 
 def sample_to_file(out: str | Path, gen, energies, conditions: np.ndarray, seed: int, chunk: int, solver=None,
-                   steps=None, batch_size: int = 1000, show_progress: bool = False) -> dict:
+                   steps=None, batch_size: int = 1000, show_progress: bool = False, layer_steps=None) -> dict:
     """Generate ``chunk`` showers at a time (noise seed ``chunk_seed(seed, k)``) and append each to ``out``, so memory
     stays bounded by one chunk whatever the file size; the file appears only when complete. Returns summed stats."""
     from caloforge.data.writer import ShowerWriter
@@ -44,11 +44,14 @@ def sample_to_file(out: str | Path, gen, energies, conditions: np.ndarray, seed:
     if chunk < 1:
         raise ConfigError(f"--chunk: expected a positive integer, found {chunk}")
     solver, steps = gen.solver_steps(solver, steps)  # a bad solver / steps is refused before the file is started
+    layer_plan = gen.layer_solver_steps(layer_steps)
     e = np.asarray(energies, dtype=np.float64).reshape(-1)
     phi, theta = (conditions[:, 1], conditions[:, 2]) if gen.encoder.angles else (None, None)
     det = np.argmax(conditions[:, -(gen.encoder.n_detectors + 1):], 1) if gen.encoder.n_detectors else None
     extras = condition_extras(gen, conditions)
     attrs = provenance(gen, {"solver": solver, "steps": steps, "nfe": gen.nfe(solver, steps)}, seed)
+    if layer_plan is not None:
+        attrs["layer_solver"], attrs["layer_steps"] = layer_plan[0], int(layer_plan[1])
     if gen.encoder.n_detectors and gen.detector_names:
         # the reserved (not yet adapted) slot has no name: the file schema needs one per slot
         attrs["detector_names"] = [n if n is not None else f"reserved-slot-{i}"
@@ -60,10 +63,12 @@ def sample_to_file(out: str | Path, gen, energies, conditions: np.ndarray, seed:
             rows = slice(lo, lo + chunk)
             showers, stats = gen.generate(e[rows], *(None if v is None else v[rows] for v in (phi, theta, det)),
                                           solver=solver, steps=steps, seed=chunk_seed(seed, k),
-                                          batch_size=batch_size, show_progress=show_progress)
+                                          batch_size=batch_size, show_progress=show_progress,
+                                          layer_steps=layer_steps)
             writer.append(e[rows], showers, {name: v[rows] for name, v in extras.items()})
             total["rejected_first"] += stats["rejected_per_round"][0] if stats["rejected_per_round"] else 0
             for key in ("n_redrawn", "n_still_bad", "seconds"):
                 total[key] += stats[key]
     return {**total, "n": len(e), "ms_per_shower": 1e3 * total["seconds"] / len(e), "solver": solver,
-            "steps": steps, "nfe": stats["nfe"], "device": stats["device"]}
+            "steps": steps, "nfe": stats["nfe"], "device": stats["device"],
+            "layer_steps": None if layer_plan is None else layer_plan[1]}
