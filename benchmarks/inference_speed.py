@@ -113,21 +113,25 @@ def net_rows(gen, tmp: Path, budget: float, peak: float) -> list[str]:
 
 
 def generator_rows(gen, steps: int, tmp: Path, budget: float, net_sec: float) -> list[str]:
-    """Whole generator at ``steps``: eager vs onnxruntime, (1 thread, batch 1) and (2 threads, batch 100)."""
+    """Whole generator at ``steps``: eager vs onnxruntime, (1 thread, batch 1) and (2 threads, batch 100). At 1 step
+    a two-stage generator runs its layer-energy model in 1 step too (a 1-step generator); at the recipe's steps the
+    layer model keeps the recipe's own."""
     solver = gen.solver_steps()[0]
-    module = gen.module(solver, steps)
+    layer_steps = 1 if steps == 1 and gen.two_stage else None
+    module = gen.module(solver, steps, layer_steps)
     wrapper = CaloChallengeLayout(module).eval()
     path = tmp / f"gen_{steps}.onnx"
     nfe = gen.nfe(solver, steps)
+    layer = f" + layer NFE {gen.layer_nfe(layer_steps)}" if gen.two_stage else ""
     rows = []
     for threads, batch in ((1, 1), (2, 100)):
         est = nfe * batch * net_sec * (1.0 if threads == 1 else 0.6) * 4  # warm-up + 3 timed calls
-        label = f"{gen.config.name} {solver} {steps} steps (NFE {nfe}), {threads} thr, batch {batch}"
+        label = f"{gen.config.name} {solver} {steps} steps (NFE {nfe}{layer}), {threads} thr, batch {batch}"
         if est > budget * 4:
             rows.append(f"| {label} | skipped: estimated {est:.0f} s over the budget | | | {load()} |")
             continue
         if not path.exists():
-            export_generator(gen, "onnx", "calochallenge", path, solver, steps)
+            export_generator(gen, "onnx", "calochallenge", path, solver, steps, layer_steps=layer_steps)
         torch.set_num_threads(threads)
         inputs = wrapper.example_inputs(batch)
         with torch.inference_mode():

@@ -41,7 +41,7 @@ from caloforge.evaluation.fpd_kpd import fpd, kpd
 from caloforge.evaluation.histograms import feature_histograms
 from caloforge.evaluation.scan import finish_reference_spectrum, scan_file, voxel_spectrum
 
-SHARED = REPO.parent.parent / "shared" / "data" / "g4_par04_ds2_electrons_1-100GeV_A.h5"
+SHARED = REPO.parent / "shared" / "data" / "g4_par04_ds2_electrons_1-100GeV_A.h5"
 OFFICIAL_LABEL = {"E_ratio": "Etot / Einc", "E_layer": "E layer", "EC_eta": "EC Eta layer",
                   "EC_phi": "EC Phi layer", "width_eta": "Width Eta layer", "width_phi": "Width Phi layer",
                   "voxel": "Voxel distribution", "E_ratio_at_E": "Etot / Einc at E ="}
