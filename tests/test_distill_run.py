@@ -1,5 +1,6 @@
 """`caloforge distill` end to end on a tiny two-stage teacher: every method makes a normal run directory that
-samples (Generator, `caloforge sample`) and benches like any other, settings are refused at the door."""
+samples (Generator, `caloforge sample`), benches and exports (ONNX equal to PyTorch) like any other, settings are
+refused at the door."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import torch
 from conftest import write_raw_h5
 
 from caloforge.cli.main import main
+from caloforge.export.layouts import CaloChallengeLayout
+from caloforge.export.writer import read_metadata
 from caloforge.sampling.generator import Generator
 from caloforge.training.checkpoint import load_checkpoint
 
@@ -65,6 +68,27 @@ def test_distilled_run_samples_and_benches_like_any_other(teacher, method, steps
                  "--no-gpu", "--out", str(bench)]) == 0
     (res,) = json.loads(bench.read_text())["results"]
     assert res["nfe"] == nfe and all(r["ms_per_shower"] > 0 for r in res["rows"])
+    onnx_path = tmp_path / "distilled.onnx"
+    assert main(["export", "--checkpoint", str(out), "--format", "onnx", "--layout", "calochallenge",
+                 "--out", str(onnx_path)]) == 0
+    meta = read_metadata(onnx_path)
+    assert meta["nfe"] == meta["layer_nfe"] == nfe and meta["solver"] == stats["solver"]
+    assert_onnx_equals_torch(onnx_path, CaloChallengeLayout(gen.module()), gen.threshold_mev)
+
+
+def assert_onnx_equals_torch(path, wrapper, threshold: float) -> None:
+    """onnxruntime on the exported file == the PyTorch generator on identical inputs (tests/test_export.py's
+    tolerance: 1e-4 relative + 1e-6 MeV, voxels within float rounding of the threshold excepted)."""
+    import onnxruntime as ort
+
+    inputs = wrapper.example_inputs(5)
+    with torch.no_grad():
+        want = wrapper(*inputs).numpy()
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {i.name: x.numpy() for i, x in zip(sess.get_inputs(), inputs)})[0]
+    bad = np.abs(got - want) > 1e-4 * np.abs(want) + 1e-6
+    near = np.maximum(np.abs(got), np.abs(want)) < 1.001 * threshold
+    assert got.shape == want.shape and not (bad & ~near).any()
 
 
 @pytest.mark.slow

@@ -140,3 +140,25 @@ def test_a_named_source_overrides_the_files_own_detector(three_files):
     cfg = DataConfig(conditions=("energy", "detector"), detectors=("a", "b"), new_detector="new")
     tb = _batches([DataSource(three_files[2], "new")], cfg)
     assert set(tb.slots.tolist()) == {2}  # the reserved slot
+
+
+def test_sampling_conditions_from_a_file_map_its_detectors_to_the_model_slots_by_name(three_files, tmp_path):
+    from caloforge.cli.main import main
+    from caloforge.data.reader import ShowerFile
+    from caloforge.sampling.conditions import file_detector_slots
+    from caloforge.sampling.random_run import random_checkpoint
+
+    enc = ConditionEncoder((1e3, 1e5), n_detectors=3, detector_names=["c", "a", "b"])
+    np.testing.assert_array_equal(file_detector_slots(three_files[0], enc, 5), [1] * 5)  # file id 2 = 'a' -> slot 1
+    np.testing.assert_array_equal(file_detector_slots(three_files[1], enc), [2] * 60)  # whole-file names ['b']
+    assert file_detector_slots(three_files[0], ConditionEncoder(n_detectors=3)) is None  # unnamed: ids are slots
+    recipe = load_recipe("tiny-fm", ["model.patch=[5,2,3]", "model.dim=16", "model.heads=2", "model.depth=1",
+                                     "data.conditions=[energy,detector]", "data.detectors=[c, a, b]",
+                                     "data.energy_range_mev=[1000.0, 100000.0]"])
+    run = random_checkpoint(recipe, tmp_path / "run", GEO, seed=1)
+    out = tmp_path / "s.h5"
+    assert main(["sample", "--checkpoint", str(run), "--conditions-from", str(three_files[0]), "--n", "6",
+                 "--steps", "1", "--device", "cpu", "--out", str(out)]) == 0
+    with ShowerFile(out) as f:  # the model's slot of 'a' (1), not the file's id 2, and the model's names
+        np.testing.assert_array_equal(np.asarray(f.extra("detector_id")).reshape(-1), [1] * 6)
+        assert f.attrs["detector_names"][:3] == ["c", "a", "b"]

@@ -55,9 +55,9 @@ def toy_ds2(path: Path, n: int, seed: int, depth_shift: float = 0.0, leak_from: 
 
 
 @pytest.fixture(scope="module")
-def ds2_10k(tmp_path_factory):
-    d = tmp_path_factory.mktemp("ds2_10k")
-    return toy_ds2(d / "ref.h5", 10_000, 1), toy_ds2(d / "gen.h5", 10_000, 2)
+def ds2_4k(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ds2_4k")
+    return toy_ds2(d / "ref.h5", 4000, 1), toy_ds2(d / "gen.h5", 4000, 2)
 
 
 class _Links(HTMLParser):
@@ -90,8 +90,8 @@ def _check_schema(m: dict, n_gen: int, classifiers: tuple) -> None:
         assert all(0 <= f["separation_power"] <= 1 for f in sp["features"] if f["separation_power"] is not None)
 
 
-def test_cli_evaluate_writes_an_html_report_with_valid_pngs(ds2_10k, tmp_path, capsys):
-    ref, gen = ds2_10k
+def test_cli_evaluate_writes_an_html_report_with_valid_pngs(ds2_4k, tmp_path, capsys):
+    ref, gen = ds2_4k
     out = tmp_path / "report"
     code = main(["evaluate", "--gen", str(gen), "--ref", str(ref), "--dataset", "2", "--classifiers", "high",
                  "--epochs", "2", "--no-fpd", "--no-kpd", "--out", str(out)])
@@ -108,7 +108,7 @@ def test_cli_evaluate_writes_an_html_report_with_valid_pngs(ds2_10k, tmp_path, c
     _check_schema(m, 1, ("high",))
     assert sorted(m["plots"]) == sorted(page.imgs)
     g = m["generated"][0]
-    assert g["fpd"] is None and g["kpd"] is None and g["n"] == 10_000
+    assert g["fpd"] is None and g["kpd"] is None and g["n"] == 4000
     assert 0.4 < g["classifiers"]["high"]["auc"] < 0.6  # two draws of the same model
     assert g["energy_check"]["warning"] is None
     rows = list(csv.DictReader((out / "summary.csv").open()))

@@ -77,7 +77,7 @@ def sample_energies(args) -> np.ndarray:
 
 def requested_conditions(args, gen) -> dict:
     """energies, phi, theta, detector from the flags or --conditions-from; refuses flags the model does not use."""
-    from caloforge.sampling.conditions import conditions_from_file, needed_conditions
+    from caloforge.sampling.conditions import conditions_from_file, file_detector_slots, needed_conditions
 
     needed = needed_conditions(gen.encoder)
     flags = {"phi": args.phi, "theta": args.theta, "detector": args.detector}
@@ -89,6 +89,9 @@ def requested_conditions(args, gen) -> dict:
         if args.n is not None and args.n < 1:
             raise ConfigError(f"--n: expected a positive integer, found {args.n}")
         got = conditions_from_file(args.conditions_from, args.n)
+        if "detector" in needed and flags["detector"] is None:
+            slots = file_detector_slots(args.conditions_from, gen.encoder, args.n)  # named table: map by name
+            got["detector"] = slots if slots is not None else got["detector"]
         for k in needed:
             if got[k] is None and flags[k] is None:
                 dataset = {"phi": "incident_phi", "theta": "incident_theta", "detector": "detector_id"}[k]

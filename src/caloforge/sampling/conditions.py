@@ -78,3 +78,18 @@ def conditions_from_file(path, n: int | None = None) -> dict:
     x = b.extras
     return {"energies": b.energies, "phi": x.get("incident_phi"), "theta": x.get("incident_theta"),
             "detector": x.get("detector_id")}
+
+
+def file_detector_slots(path, encoder, n: int | None = None) -> np.ndarray | None:
+    """The model slot of each of the first n rows of a shower file, for a model whose slots are named: the file's
+    ``detector_id`` is read through its own ``detector_names`` (or its whole-file ``detector`` attribute) and
+    looked up by name in the model's table (``training.sources.row_slots``), never taken as a slot number.
+    None when the model is unnamed (the file's ids are its slots) or has no detector condition."""
+    if not getattr(encoder, "n_detectors", 0) or not encoder.named:
+        return None
+    from caloforge.data.reader import ShowerFile
+    from caloforge.training.sources import row_slots
+
+    with ShowerFile(path) as f:
+        slots = row_slots(f, encoder)
+    return slots if n is None else slots[:n]

@@ -177,7 +177,9 @@ class Bespoke(_FromTeacher):
         if self.teacher_objective.kind != "flow":
             raise ConfigError(f"objective 'bespoke': field 'base': expected a flow objective, found "
                               f"{self.teacher_objective.kind!r}")
-        self.bespoke = BespokeSolver.from_config(dict(self.solver))
+        # this run's solver is fixed (it is learned by the distill loop, not here): plain constants, so the
+        # generator traces into ONNX / TorchScript
+        self.bespoke = BespokeSolver.from_config(dict(self.solver)).requires_grad_(False)
         self.default_steps = self.bespoke.steps
 
     def resolve_steps(self, solver: str, steps: int | None) -> int:
