@@ -90,7 +90,7 @@ def train_file(work: Path, target: str, n) -> Path:
 
 # ---- runs ----------------------------------------------------------------------------------------------------
 def pretrain(work: Path, steps: int) -> Path:
-    from caloforge.training.config import load_recipe
+    from caloforge.training.recipe_io import load_recipe
     from caloforge.training.trainer import train
 
     out = work / "runs" / "pretrain"
@@ -106,7 +106,7 @@ def pretrain(work: Path, steps: int) -> Path:
 
 def one_run(work: Path, target: str, n, mode: str, source: str | None, steps: int) -> dict:
     from caloforge.training.adapt import adapt
-    from caloforge.training.config import load_recipe
+    from caloforge.training.recipe_io import load_recipe
     from caloforge.training.sources import DataSource
     from caloforge.training.trainer import train
 

@@ -361,7 +361,7 @@ def main(argv=None) -> int:
         row.update({"recipe": f"baseline: {args.baseline}", "overrides": "-",
                     "ms/shower": ms})
     else:
-        from caloforge.training.config import load_recipe
+        from caloforge.training.recipe_io import load_recipe
 
         recipe = load_recipe(args.recipe, args.overrides)
         run_dir = args.work / f"run-{recipe.name}-{args.tag or 'x'}-{stamp}"

@@ -29,7 +29,7 @@ from caloforge.export.layouts import CaloChallengeLayout
 from caloforge.export.writer import export_generator
 from caloforge.sampling.generator import Generator
 from caloforge.sampling.random_run import random_checkpoint
-from caloforge.training.config import load_recipe
+from caloforge.training.recipe_io import load_recipe
 
 PEAK_PER_CYCLE = 32  # float32 FLOP/cycle/core with AVX2: 2 FMA pipes x 8 lanes x 2
 

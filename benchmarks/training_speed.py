@@ -6,6 +6,8 @@ Variants, run in interleaved rounds (A B C ... A B C ...) on the same thread cou
   caloforge-seedlike caloforge's network and loss with the reference's optimiser and EMA (no levers)
   caloforge          caloforge's step as the trainer runs it: fused AdamW, multi-tensor EMA
   caloforge-bf16     the same under CPU bf16 autocast (only with --bf16)
+  caloforge-compile  caloforge's step with the network under torch.compile (inductor; only with --compile; the
+                     compile itself happens in the first round's warm-up step and is reported apart)
 Each round times --steps steps after one warm-up step; the median over rounds is reported with the load average
 before and after each round. A short loss-curve check trains a tiny caloforge model both with and without the
 levers on identical batches and noise and reports the largest relative loss difference.
@@ -29,8 +31,8 @@ from reference_dit import ReferenceDiT, ReferenceTrainer
 
 from caloforge.data.geometry import Geometry
 from caloforge.training.build import autocast_context, build_network, build_objective, recipe_dit_config
-from caloforge.training.config import load_recipe
 from caloforge.training.ema import EMA
+from caloforge.training.recipe_io import load_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,9 +40,10 @@ REPO = Path(__file__).resolve().parents[1]
 class CaloforgeStep:
     """The trainer's inner step (training/trainer.py): objective loss, clip, AdamW, EMA."""
 
-    def __init__(self, recipe: str, levers: bool, precision: str = "fp32", overrides=()):
+    def __init__(self, recipe: str, levers: bool, precision: str = "fp32", overrides=(), compile: bool = False):
         r = load_recipe(recipe, list(overrides))
         self.net = build_network(recipe_dit_config(r, Geometry.official("2"), cond_dim=4))
+        self.run_net = torch.compile(self.net) if compile else self.net
         self.objective = build_objective(r.objective)
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=5e-4, betas=(0.9, 0.95), weight_decay=1e-5,
                                      fused=levers)
@@ -50,7 +53,7 @@ class CaloforgeStep:
 
     def step(self, x, cond, gen=None) -> float:
         with autocast_context(torch.device("cpu"), self.precision):
-            loss = self.objective.loss(self.net, x, cond, generator=gen)
+            loss = self.objective.loss(self.run_net, x, cond, generator=gen)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)
@@ -90,6 +93,11 @@ def speed_rounds(args) -> dict[str, list]:
                 "caloforge": partial(CaloforgeStep("caloart-ds2", True).step, x, c)}
     if args.bf16:
         variants["caloforge-bf16"] = partial(CaloforgeStep("caloart-ds2", True, "bf16").step, x, c)
+    if args.compile:
+        variants["caloforge-compile"] = partial(CaloforgeStep("caloart-ds2", True, compile=True).step, x, c)
+        t0 = time.perf_counter()
+        variants["caloforge-compile"]()  # the compile, outside the timed rounds
+        args.compile_seconds = time.perf_counter() - t0
     out = {k: [] for k in variants}
     for _ in range(args.rounds):
         for name, fn in variants.items():
@@ -98,12 +106,15 @@ def speed_rounds(args) -> dict[str, list]:
     return out
 
 
-def loss_curves(steps: int) -> dict[str, list[float]]:
+def loss_curves(steps: int, compile: bool = False) -> dict[str, list[float]]:
     """tiny-fm on identical batches and noise, with and without the levers (and bf16): same curve or not."""
     curves = {}
-    for name, levers, prec in (("seedlike", False, "fp32"), ("levers", True, "fp32"), ("levers+bf16", True, "bf16")):
+    runs = [("seedlike", False, "fp32", False), ("levers", True, "fp32", False), ("levers+bf16", True, "bf16", False)]
+    if compile:
+        runs.append(("levers+compile", True, "fp32", True))
+    for name, levers, prec, comp in runs:
         torch.manual_seed(0)
-        s = CaloforgeStep("tiny-fm", levers, prec)
+        s = CaloforgeStep("tiny-fm", levers, prec, compile=comp)
         losses = []
         for i in range(steps):
             x, c = batch(32, 100 + i % 8)
@@ -125,6 +136,9 @@ def report(args, rounds, curves) -> str:
     for k, v in rounds.items():
         per = ", ".join(f"{t:.2f} ({a:.1f}-{b:.1f})" for t, a, b in v)
         lines.append(f"| {k} | {med[k]:.3f} | {args.batch / med[k]:.1f} | {med['reference'] / med[k]:.2f}x | {per} |")
+    if getattr(args, "compile_seconds", None) is not None:
+        lines += ["", (f"torch.compile of caloart-ds2 (first forward + backward): {args.compile_seconds:.0f} s, "
+                       "paid once per run (not in the timed rounds).")]
     base = curves["seedlike"]
     lines += ["", (f"Loss curves, tiny-fm, {len(base)} steps on identical batches and noise "
               "(largest |difference| relative to the seed-like loss, and the mean of the last 10 losses):"), ""]
@@ -141,11 +155,12 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--curve-steps", type=int, default=60)
     ap.add_argument("--bf16", action="store_true", help="also time CPU bf16 autocast")
+    ap.add_argument("--compile", action="store_true", help="also time the network under torch.compile")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "training_speed.md")
     args = ap.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     rounds = speed_rounds(args)
-    curves = loss_curves(args.curve_steps)
+    curves = loss_curves(args.curve_steps, args.compile)
     text = report(args, rounds, curves)
     from caloforge.outputs import atomic_write_text
 

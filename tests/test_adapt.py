@@ -14,7 +14,7 @@ from caloforge.sampling.generator import Generator
 from caloforge.simulate.detectors import DetectorSpec, Mesh
 from caloforge.simulate.generate import make_file
 from caloforge.training.checkpoint import load_checkpoint
-from caloforge.training.config import load_recipe
+from caloforge.training.recipe_io import load_recipe
 from caloforge.training.trainer import train
 from caloforge.transforms.conditions import ConditionEncoder
 

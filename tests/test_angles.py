@@ -52,7 +52,7 @@ def test_breakdown_groups_by_detector_and_theta_bin():
                    "300-480 steps (measured depth shift 0.015-0.06 layers vs 1.04 in the data); see the adapt report")
 def test_an_angle_conditioned_model_reproduces_the_trained_depth_shift(tmp_path, monkeypatch):
     from caloforge.sampling.generator import Generator
-    from caloforge.training.config import load_recipe
+    from caloforge.training.recipe_io import load_recipe
     from caloforge.training.trainer import train
 
     monkeypatch.setenv("CALOFORGE_PROGRESS", "0")

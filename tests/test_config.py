@@ -7,12 +7,12 @@ import yaml
 
 from caloforge.cli.main import main
 from caloforge.errors import ConfigError
-from caloforge.training.config import (
+from caloforge.training.config import recipe_differences
+from caloforge.training.recipe_io import (
     apply_overrides,
     dump_recipe,
     list_recipes,
     load_recipe,
-    recipe_differences,
     recipe_from_dict,
 )
 

@@ -59,7 +59,7 @@ def test_two_stage_ddp_matches_one_process(tmp_path):
     """The two-stage net computes both losses in one forward, so DDP syncs the layer MLP and the DiT together."""
     import yaml
 
-    from caloforge.training.config import load_recipe
+    from caloforge.training.recipe_io import load_recipe
 
     data = structured_file(tmp_path / "d.h5", n=64)
     recipe = load_recipe("tiny-fm-2s", [*SMALL_2S, "train.batch_size=32", f"train.ckpt_every={STEPS}",

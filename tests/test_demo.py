@@ -49,7 +49,7 @@ def test_the_budget_plan_fills_what_is_left_and_the_deadline_stops_training(tmp_
     import time
 
     from caloforge.simulate.generate import make_file
-    from caloforge.training.config import load_recipe
+    from caloforge.training.recipe_io import load_recipe
     from caloforge.training.trainer import train
     from caloforge.workflows.budget import Deadline, StepClock, plan_steps
 

@@ -117,7 +117,7 @@ def test_tiny_ds1_photons_run_trains_samples_validates_and_evaluates(tmp_path):
     from caloforge.sampling.generator import Generator
     from caloforge.sampling.output import sample_to_file
     from caloforge.simulate.ds1 import make_ds1_file
-    from caloforge.training.config import load_recipe
+    from caloforge.training.recipe_io import load_recipe
     from caloforge.training.trainer import train
 
     train_h5 = make_ds1_file("atlas-ds1-photons", 256, tmp_path / "train.h5", energy_range=(256, 65536), seed=1)
@@ -153,8 +153,8 @@ def test_tiny_ds1_photons_run_trains_samples_validates_and_evaluates(tmp_path):
 
 
 def test_postprocess_threshold_that_is_not_the_official_one_is_noted():
-    from caloforge.training.config import load_recipe
     from caloforge.training.data import threshold_mismatch
+    from caloforge.training.recipe_io import load_recipe
 
     ds1, ds2 = Geometry.official("1-photons"), Geometry.official("2")
     assert load_recipe("ds1-photons").postprocess.threshold_mev is None  # the geometry's official 1 MeV
@@ -174,7 +174,7 @@ def test_chunk_seeds_keep_the_first_chunk_and_differ_after():
 
 def test_two_stage_recipe_on_ds1_builds_a_layer_group_voxel_stage():
     from caloforge.training.build import build_network, network_config, voxel_grid
-    from caloforge.training.config import load_recipe
+    from caloforge.training.recipe_io import load_recipe
 
     geo = Geometry.official("1-pions")
     recipe = load_recipe("tiny-fm-2s", ["model.patch=[1,5,4]"])

@@ -27,7 +27,7 @@ from caloforge.export.layouts import (
 from caloforge.export.writer import export_generator, read_metadata
 from caloforge.sampling.generator import Generator
 from caloforge.sampling.random_run import random_checkpoint, synthetic_showers
-from caloforge.training.config import load_recipe
+from caloforge.training.recipe_io import load_recipe
 
 GEO = Geometry.regular(10, 4, 3, dr_mm=5.0, dz_mm=3.4, name="mesh-test")
 SMALL = ["model.patch=[2,2,3]", "model.dim=32", "model.heads=2", "model.depth=1"]

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from caloforge.training.config import list_recipes, load_recipe
+from caloforge.training.recipe_io import list_recipes, load_recipe
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "fidelity.py"
 

@@ -16,7 +16,7 @@ from caloforge.cli.main import main
 from caloforge.data.validate import check_energy_range, require_valid
 from caloforge.errors import CaloforgeError, DataError
 from caloforge.training.checkpoint import load_checkpoint
-from caloforge.training.config import load_recipe
+from caloforge.training.recipe_io import load_recipe
 
 
 def _one_line(capsys) -> str:

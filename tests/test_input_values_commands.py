@@ -11,7 +11,7 @@ from test_trainer import SMALL_GEO, structured_file
 
 from caloforge.cli.main import main
 from caloforge.sampling.random_run import random_checkpoint
-from caloforge.training.config import load_recipe
+from caloforge.training.recipe_io import load_recipe
 
 SMALL = ["model.patch=[2,2,3]", "model.dim=32", "model.heads=2", "model.depth=1", "sampler.steps=2",
          "data.energy_range_mev=[1000.0, 100000.0]"]

@@ -9,8 +9,8 @@ import torch
 from caloforge.cli.main import main
 from caloforge.data.geometry import Geometry
 from caloforge.training.build import build_network, network_config
-from caloforge.training.config import load_recipe
 from caloforge.training.data import build_condition_encoder
+from caloforge.training.recipe_io import load_recipe
 
 
 @pytest.mark.parametrize("override, words", [

@@ -11,8 +11,9 @@ import torch
 from caloforge.data.geometry import Geometry
 from caloforge.data.writer import write_showers
 from caloforge.errors import CaloforgeError, ConfigError
-from caloforge.training.config import DataConfig, load_recipe
+from caloforge.training.config import DataConfig
 from caloforge.training.data import TrainBatches, build_condition_encoder
+from caloforge.training.recipe_io import load_recipe
 from caloforge.training.sources import DataSource
 from caloforge.transforms.chain import Chain
 from caloforge.transforms.conditions import ConditionEncoder

@@ -7,7 +7,7 @@ import pytest
 from test_trainer import SMALL_GEO, structured_file
 
 from caloforge.errors import ConfigError
-from caloforge.training.config import load_recipe, stored_recipe
+from caloforge.training.recipe_io import load_recipe, stored_recipe
 
 
 @pytest.mark.parametrize("override, words", [

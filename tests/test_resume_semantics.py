@@ -12,7 +12,7 @@ from test_trainer import one_thread, small_recipe_file, structured_file  # noqa:
 from caloforge.cli.main import main
 from caloforge.errors import ConfigError
 from caloforge.training.checkpoint import load_checkpoint
-from caloforge.training.config import load_recipe
+from caloforge.training.recipe_io import load_recipe
 from caloforge.training.schedules import first_changed_step
 from caloforge.training.trainer import train
 

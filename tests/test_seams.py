@@ -18,8 +18,8 @@ from caloforge.models.dit import DiT, DiTConfig
 from caloforge.sampling.generator import Generator
 from caloforge.training.callbacks import Callback, StopAtStep
 from caloforge.training.checkpoint import latest_checkpoint, load_checkpoint
-from caloforge.training.config import load_recipe
 from caloforge.training.init_from import load_weights
+from caloforge.training.recipe_io import load_recipe
 from caloforge.training.trainer import train
 
 STD_KEYS = {"model", "ema", "optimizer", "rng", "step", "config", "chain", "encoder", "geometry", "model_config",

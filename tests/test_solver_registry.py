@@ -70,7 +70,7 @@ def test_flow_own_solvers_run_through_the_generator_module_and_are_seeded(tmp_pa
 
     from caloforge.sampling.generator import Generator
     from caloforge.sampling.random_run import random_checkpoint
-    from caloforge.training.config import load_recipe
+    from caloforge.training.recipe_io import load_recipe
 
     ckpt = random_checkpoint(load_recipe("tiny-fm", ["model.patch=[2,2,3]", "model.dim=32", "model.heads=2",
                                                      "model.depth=1"]), tmp_path / "run", SMALL_GEO, seed=2)

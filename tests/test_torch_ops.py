@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from caloforge.data.geometry import Geometry
-from caloforge.training.config import list_recipes, load_recipe
+from caloforge.training.recipe_io import list_recipes, load_recipe
 from caloforge.transforms.chain import Chain
 from caloforge.transforms.conditions import ConditionEncoder
 from caloforge.transforms.layer_coder import LayerEnergyCoder

@@ -17,7 +17,7 @@ from caloforge.data.writer import write_showers
 from caloforge.errors import ConfigError
 from caloforge.sampling.generator import Generator
 from caloforge.training.checkpoint import latest_checkpoint, load_checkpoint
-from caloforge.training.config import dump_recipe, load_recipe
+from caloforge.training.recipe_io import dump_recipe, load_recipe
 from caloforge.training.trainer import train
 
 SMALL_GEO = Geometry.regular(10, 4, 3, dr_mm=5.0, dz_mm=3.4, name="mesh-test")

@@ -15,7 +15,7 @@ from caloforge.models.dit import DiTConfig
 from caloforge.models.two_stage import LayerMLP, LayerMLPConfig, TwoStageNet
 from caloforge.sampling.generator import Generator
 from caloforge.training.checkpoint import load_checkpoint
-from caloforge.training.config import load_recipe
+from caloforge.training.recipe_io import load_recipe
 from caloforge.training.trainer import train
 from caloforge.transforms.layer_coder import LayerEnergyCoder
 

@@ -10,7 +10,7 @@ def register(sub) -> None:
 
 
 def _run(args) -> int:
-    from caloforge.training.config import dump_recipe, list_recipes, load_recipe
+    from caloforge.training.recipe_io import dump_recipe, list_recipes, load_recipe
 
     if args.show:
         print(dump_recipe(load_recipe(args.show)), end="")

@@ -28,8 +28,8 @@ def register(sub) -> None:
 
 
 def _run(args) -> int:
-    from caloforge.training.config import load_recipe
     from caloforge.training.distributed import env_dist_info
+    from caloforge.training.recipe_io import load_recipe
     from caloforge.training.trainer import train
 
     recipe = load_recipe(args.recipe, args.overrides)

@@ -18,7 +18,7 @@ from caloforge.errors import CaloforgeError
 from caloforge.sampling.conditions import raw_conditions
 from caloforge.training.build import build_network, build_objective, resolve_device
 from caloforge.training.checkpoint import load_checkpoint, to_numpy
-from caloforge.training.config import stored_recipe
+from caloforge.training.recipe_io import stored_recipe
 
 
 class Generator:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from caloforge.data.reader import ShowerFile
 from caloforge.errors import ConfigError
-from caloforge.training.config import Recipe, apply_overrides, recipe_from_dict
+from caloforge.training.config import Recipe
+from caloforge.training.recipe_io import apply_overrides, recipe_from_dict
 from caloforge.training.sources import DataSource, whole_file_detector
 
 #: What adaptation changes in the source recipe unless overridden (CaloDiT-2: far fewer steps, a gentler start).

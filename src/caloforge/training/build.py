@@ -60,8 +60,8 @@ def dit_config(recipe: Recipe, geometry: Geometry, cond_dim: int):
 def recipe_dit_config(recipe: Recipe | str, geometry: Geometry | None = None, cond_dim: int | None = None):
     """The DiTConfig a (one-stage) recipe trains on ``geometry`` (default: the official DS2 mesh), with the recipe's
     own condition width unless ``cond_dim`` is given. The recipes are the one home of the named model sizes."""
-    from caloforge.training.config import load_recipe
     from caloforge.training.data import build_condition_encoder
+    from caloforge.training.recipe_io import load_recipe
 
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     geometry = geometry if geometry is not None else Geometry.official("2")

@@ -24,8 +24,8 @@ from caloforge.generative.distill.paths import path_of
 from caloforge.outputs import atomic_write_text, check_output, replaced_dir
 from caloforge.training.build import build_network, build_objective, resolve_device
 from caloforge.training.checkpoint import capture_rng_state, load_checkpoint, save_checkpoint, to_numpy
-from caloforge.training.config import dump_recipe, recipe_from_dict, stored_recipe
 from caloforge.training.distill_config import DistillConfig, distill_config
+from caloforge.training.recipe_io import dump_recipe, recipe_from_dict, stored_recipe
 
 TRAINER_METHODS = ("consistency", "progressive")
 

@@ -9,7 +9,8 @@ from typing import Literal
 from pydantic import Field, ValidationError
 
 from caloforge.errors import ConfigError
-from caloforge.training.config import EMAConfig, _format_error, _Strict, apply_overrides
+from caloforge.training.config import EMAConfig, _Strict
+from caloforge.training.recipe_io import _format_error, apply_overrides
 
 METHODS = ("consistency", "progressive", "bespoke", "reflow")
 DEFAULT_STEPS = {"consistency": 1, "progressive": 1, "bespoke": 4, "reflow": 1}

@@ -47,7 +47,7 @@ from caloforge.training.checkpoint import (
     save_checkpoint,
     to_numpy,
 )
-from caloforge.training.config import Recipe, dump_recipe, load_recipe
+from caloforge.training.config import Recipe
 from caloforge.training.context import LossContext, uses_context
 from caloforge.training.data import (
     FIT_NOISE_KEY,
@@ -59,6 +59,7 @@ from caloforge.training.data import (
     threshold_mismatch,
 )
 from caloforge.training.ema import EMA
+from caloforge.training.recipe_io import dump_recipe, load_recipe
 from caloforge.training.schedules import first_changed_step, lr_factor
 from caloforge.training.seams import Seams
 from caloforge.training.sources import as_sources
@@ -249,7 +250,7 @@ def _train(recipe, tc, data_path, out, val_path, dev, info, extra_callbacks, out
             print(f"[train] resuming from step {start} of {tc.steps} ({ckpt_file})", file=sys.stderr, flush=True)
     ema_net = ema.network(model) if uses_context(objective) else None
     net = distributed.wrap(model, info, dev)
-    if tc.compile and dev.type == "cuda":
+    if tc.compile:  # inductor: CUDA, or CPU with a C++ compiler (benchmarks/results/training_speed.md)
         net = torch.compile(net)
     val = load_validation(val_path, chain, encoder, recipe.data, geometry, coder) if val_path else None
     grid = voxel_grid(model_cfg)

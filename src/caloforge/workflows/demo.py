@@ -155,7 +155,7 @@ def run_demo(settings: DemoSettings, log=print) -> dict:
     from caloforge.evaluation.context import reference_floor
     from caloforge.evaluation.fpd_kpd import scaled_options
     from caloforge.evaluation.report import evaluate
-    from caloforge.training.config import load_recipe
+    from caloforge.training.recipe_io import load_recipe
 
     t_all = time.perf_counter()
     out = Path(settings.out_dir)
