@@ -90,8 +90,7 @@ def net_rows(gen, tmp: Path, budget: float, peak: float) -> list[str]:
         with torch.autocast("cpu", dtype=torch.bfloat16):
             row("torch eager bf16 autocast", timed(lambda: net(z, t, c), budget))
         # embedders read .weight.dtype, which a quantised Linear has not: they stay float (a few % of the FLOPs)
-        names = {n for n, m in net.named_modules() if isinstance(m, torch.nn.Linear)
-                 and not n.startswith(("x_embedder", "t_embedder.mlp.0", "c_embedder.mlp.0"))}
+        names = {n for n, m in net.named_modules() if isinstance(m, torch.nn.Linear) and "embedder" not in n}
         q = torch.ao.quantization.quantize_dynamic(net, names, dtype=torch.qint8)
         row("torch dynamic int8 (Linear)", timed(lambda: q(z, t, c), budget))
     path = tmp / "net.onnx"
