@@ -87,6 +87,13 @@ def test_onnx_and_torchscript_equal_the_pytorch_generator(runs, tmp_path, stage,
         assert_export_close(got_ts, want, gen.threshold_mev)
 
 
+def test_layer_steps_are_refused_for_a_one_stage_model_before_any_work(runs, tmp_path, capsys):
+    out = tmp_path / "g.onnx"
+    assert main(["export", "--checkpoint", str(runs["one"]), "--format", "onnx", "--layout", "calochallenge",
+                 "--layer-steps", "1", "--out", str(out)]) == 2
+    assert "--layer-steps" in capsys.readouterr().err and not out.exists()
+
+
 def test_par04_reorder_both_ways_on_a_known_shower():
     z, a, r = GEO.grid_shape
     iz, ia, ir = np.meshgrid(np.arange(z), np.arange(a), np.arange(r), indexing="ij")

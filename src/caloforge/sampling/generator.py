@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from caloforge.data.geometry import Geometry
-from caloforge.errors import CaloforgeError
+from caloforge.errors import CaloforgeError, ConfigError
 from caloforge.sampling.conditions import raw_conditions
 from caloforge.training.build import build_network, build_objective, resolve_device
 from caloforge.training.checkpoint import load_checkpoint, to_numpy
@@ -85,6 +85,9 @@ class Generator:
         """The layer-energy model's (solver, steps) of a two-stage model: the recipe's ``layer_model`` section,
         with ``layer_steps`` (e.g. a 1-step export) replacing its step count; None for a one-stage model."""
         if not self.two_stage:
+            if layer_steps is not None:
+                raise ConfigError(f"--layer-steps: recipe {self.config.name} is a one-stage model (no layer-energy "
+                                  "model); leave it out")
             return None
         lm = self.config.layer_model
         solver = self.layer_objective.resolve_solver(lm.solver)
