@@ -11,7 +11,6 @@ run and a 1-process run with grad_accum=2 compute the same update (up to float s
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
@@ -59,6 +58,7 @@ from caloforge.training.data import (
     threshold_mismatch,
 )
 from caloforge.training.ema import EMA
+from caloforge.training.metrics_log import MetricsLog
 from caloforge.training.recipe_io import dump_recipe, load_recipe
 from caloforge.training.schedules import first_changed_step, lr_factor
 from caloforge.training.seams import Seams
@@ -95,41 +95,6 @@ def _set_determinism(seed: int, deterministic: bool) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
-
-
-class _Metrics:
-    """JSONL metrics (rank 0) and TensorBoard scalars when tensorboard is installed."""
-
-    def __init__(self, out: Path, enabled: bool):
-        self.enabled = enabled
-        self.path = out / "metrics.jsonl"
-        self.tb = None
-        if enabled:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.tb = SummaryWriter(str(out / "tensorboard"))
-            except (ImportError, ModuleNotFoundError):
-                self.tb = None
-
-    def write(self, record: dict) -> None:
-        if not self.enabled:
-            return
-        try:
-            with open(self.path, "a") as f:
-                f.write(json.dumps(record) + "\n")
-        except OSError as exc:  # a full disk is one line, not a traceback
-            from caloforge.outputs import OutputError, disk_error_message
-
-            raise OutputError(disk_error_message(self.path, exc) or f"{self.path}: cannot write ({exc})") from None
-        if self.tb is not None:
-            for k, v in record.items():
-                if k != "step" and isinstance(v, (int, float)):
-                    self.tb.add_scalar(k, v, record["step"])
-
-    def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
 
 
 def batch_loss(objective, net, x: torch.Tensor, c: torch.Tensor, generator, layer_weight: float | None = None,
@@ -279,7 +244,7 @@ def _train(recipe, tc, data_path, out, val_path, dev, info, extra_callbacks, out
         distributed.barrier(info)
         return path
 
-    metrics = _Metrics(out, info.is_main)
+    metrics = MetricsLog(out, info.is_main)
     state = TrainState(start, tc.steps, recipe, out, model, ema, objective, info.is_main, log=metrics.write)
     shard = data.local_batch // tc.grad_accum
     clip = tc.grad_clip if tc.grad_clip is not None else math.inf
