@@ -25,7 +25,11 @@ QUICK = ["train.steps=2", "train.batch_size=8", "train.log_every=1", "reflow.pai
 
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory):
-    root = tmp_path_factory.mktemp("distill")
+    return make_teacher(tmp_path_factory.mktemp("distill"))
+
+
+def make_teacher(root):
+    """(run, data, root): a 2-step tiny-fm-2s teacher on 48 random showers (also for test_distill_resume.py)."""
     rng = np.random.default_rng(0)
     e = 10 ** rng.uniform(3, 5, 48)
     data = write_raw_h5(root / "tiny.h5", e, rng.exponential(1.0, (48, 6480)) * (rng.random((48, 6480)) < 0.1))

@@ -133,6 +133,23 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, lambda f: f.write(text.encode()))
 
 
+def swap_dir(src: str | Path, dest: str | Path) -> None:
+    """Rename the finished directory ``src`` onto ``dest`` in one step; an existing ``dest`` is moved aside first
+    (put back if the rename fails) and removed after, so ``dest`` is always the old or the new one, never a mix."""
+    src, dest = Path(src), Path(dest)
+    old = temp_name(dest) if dest.exists() else None
+    if old is not None:
+        os.replace(dest, old)
+    try:
+        os.replace(src, dest)
+    except BaseException:
+        if old is not None:
+            os.replace(old, dest)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 @contextmanager
 def replaced_dir(dest: str | Path) -> Iterator[Path]:
     """Build a directory under a temporary name and swap it in as a whole: a killed or failed build leaves the old
@@ -142,17 +159,7 @@ def replaced_dir(dest: str | Path) -> Iterator[Path]:
     tmp.mkdir()
     try:
         yield tmp
-        old = temp_name(dest) if dest.exists() else None
-        if old is not None:
-            os.replace(dest, old)
-        try:
-            os.replace(tmp, dest)
-        except BaseException:
-            if old is not None:
-                os.replace(old, dest)
-            raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        swap_dir(tmp, dest)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(exc, OSError):

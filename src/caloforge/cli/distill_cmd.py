@@ -18,9 +18,12 @@ def register(sub) -> None:
     p.add_argument("--data", required=True, help="training file (the teacher's, CaloChallenge layout)")
     p.add_argument("--steps", type=int, default=None,
                    help="the student's sampler steps (default: 1; bespoke 4)")
-    p.add_argument("--out", required=True, help="the new run directory (a normal run: sample/bench/evaluate take it)")
+    p.add_argument("--out", required=True, help="the new run directory (a normal run: sample/bench/evaluate take "
+                                                 "it); built in OUT.partial, renamed when finished")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
-    p.add_argument("--force", action="store_true", help="replace an existing --out run directory")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing --out run directory and discard an interrupted run in OUT.partial "
+                        "(without it, the same command resumes that run; other settings are refused)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="settings, e.g. train.steps=500")
     p.set_defaults(func=_run)
 

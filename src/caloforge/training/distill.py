@@ -5,7 +5,9 @@ geometry and, for two-stage runs, the layer coder; the student run reuses all of
 the teacher's. Both stages of a two-stage model are brought to the student's step count by the same method (the
 layer MLP is cheap: distilling it costs little). The result is a normal run directory (config.yaml, metrics.jsonl,
 checkpoints/) whose objective is ``distilled`` or ``bespoke``: ``sample``, ``bench`` and ``evaluate`` take it as is.
-Progressive distillation also leaves each round's student as a run under ``rounds/steps-N``.
+Progressive distillation also leaves each round's student as a run under ``rounds/steps-N``. The work happens in
+``<OUT>.partial`` (``distill_partial``): the same command resumes a killed consistency or progressive run from its
+last checkpoint (a finished progressive round is not trained again).
 """
 
 from __future__ import annotations
@@ -21,10 +23,17 @@ import torch
 from caloforge.errors import CaloforgeError, ConfigError
 from caloforge.generative.distill.objectives import Distilled
 from caloforge.generative.distill.paths import path_of
-from caloforge.outputs import atomic_write_text, check_output, replaced_dir
+from caloforge.outputs import atomic_write_text, check_output
 from caloforge.training.build import build_network, build_objective, resolve_device
-from caloforge.training.checkpoint import capture_rng_state, load_checkpoint, save_checkpoint, to_numpy
+from caloforge.training.checkpoint import (
+    capture_rng_state,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    to_numpy,
+)
 from caloforge.training.distill_config import DistillConfig, distill_config
+from caloforge.training.distill_partial import job_request, partial_job
 from caloforge.training.recipe_io import dump_recipe, recipe_from_dict, stored_recipe
 
 TRAINER_METHODS = ("consistency", "progressive")
@@ -101,14 +110,16 @@ def check_teacher(teacher: Teacher, cfg: DistillConfig) -> None:
 
 def distill(method: str, teacher_run, data_path, out_dir, steps: int | None = None, overrides=(),
             device: str = "cpu", force: bool = False) -> DistillResult:
-    """Distil ``teacher_run`` on ``data_path`` (the teacher's training file or one like it) into ``out_dir``."""
+    """Distil ``teacher_run`` on ``data_path`` (the teacher's training file or one like it) into ``out_dir``, working
+    in ``<out_dir>.partial`` (resumed by the same command after a kill; ``force`` discards it and replaces out_dir)."""
     cfg = distill_config(method, steps, list(overrides))
     dev = resolve_device(device)
     teacher = load_teacher(teacher_run, dev)
     check_teacher(teacher, cfg)
     out = check_output(out_dir, force=force, inputs=[teacher_run, data_path], what="directory")
+    request = job_request(cfg, teacher.ckpt, data_path)
     t0 = time.process_time()
-    with replaced_dir(out) as tmp:
+    with partial_job(out, request, force, inputs=[teacher_run, data_path]) as tmp:
         if cfg.method in TRAINER_METHODS:
             last = _in_trainer(cfg, teacher, Path(teacher_run), data_path, tmp, device, t0)
             objectives = student_objectives(cfg, teacher, cfg.steps)
@@ -153,16 +164,28 @@ def _in_trainer(cfg: DistillConfig, teacher: Teacher, teacher_run: Path, data_pa
         dest = run_dir if n == cfg.steps else run_dir / "rounds" / f"steps-{n}"
         solver = cfg.progressive.teacher_solver if r == 0 else "euler"
         last = _train_student(cfg, teacher, source, data_path, dest, device, n, solver)
-        if dest != run_dir:
+        if dest != run_dir and not (dest / "distill.json").is_file():  # a finished round's stays as written
             write_info(dest, teacher, cfg.model_copy(update={"steps": n}), time.process_time() - t0)
         source = dest
     return last
+
+
+def _finished(run: Path, steps: int) -> dict | None:
+    """The checkpoint of a run already trained ``steps`` steps (a finished round of an interrupted distillation), or
+    None: resuming skips it instead of rebuilding the trainer, validating the data and touching its files."""
+    ck = latest_checkpoint(run) if run.is_dir() else None
+    if ck is None or int(ck.stem.rsplit("_", 1)[-1]) < steps:
+        return None
+    return load_checkpoint(ck)
 
 
 def _train_student(cfg, teacher, source: Path, data_path, out: Path, device, steps: int, solver: str):
     from caloforge.training.trainer import train
 
     tc = cfg.train
+    done = _finished(out, tc.steps)
+    if done is not None:
+        return done.get("last_loss")
     objectives = student_objectives(cfg, teacher, steps, solver)
     raw = student_recipe(teacher, cfg, objectives, teacher.source)
     ema = tc.ema.model_dump()
@@ -170,13 +193,13 @@ def _train_student(cfg, teacher, source: Path, data_path, out: Path, device, ste
         ema["max_decay"] = cfg.consistency.target_decay
     raw["train"] = {"steps": tc.steps, "batch_size": tc.batch_size, "lr": tc.lr, "betas": [0.9, 0.99],
                     "weight_decay": 0.0, "warmup_steps": min(tc.warmup_steps, tc.steps - 1), "schedule": "constant",
-                    "grad_clip": tc.grad_clip, "ema": ema, "ckpt_every": tc.steps, "val_every": tc.steps,
-                    "log_every": tc.log_every, "seed": tc.seed, "init_from": str(source),
+                    "grad_clip": tc.grad_clip, "ema": ema, "ckpt_every": min(tc.ckpt_every, tc.steps),
+                    "val_every": tc.steps, "log_every": tc.log_every, "seed": tc.seed, "init_from": str(source),
                     "init_chain_from_source": True, "teacher": str(source)}
     res = train(recipe_from_dict(raw, "distilled recipe"), data_path, out, device=device)
     if not res.completed:
-        raise CaloforgeError(f"distill {cfg.method}: stopped at step {res.step} (signal {res.signal}); nothing kept, "
-                             f"re-run the command")
+        raise CaloforgeError(f"distill {cfg.method}: stopped at step {res.step} (signal {res.signal}); the work is "
+                             f"kept in {out}: re-run the same command to resume")
     return res.last_loss
 
 

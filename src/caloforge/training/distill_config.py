@@ -25,6 +25,7 @@ class DistillTrain(_Strict):
     ema: EMAConfig = EMAConfig(power=0.7, max_decay=0.999)
     layer_weight: float = Field(1.0, ge=0)  # two-stage: weight of the layer model's loss
     log_every: int = Field(25, ge=1)
+    ckpt_every: int = Field(100, ge=1)  # consistency/progressive: a killed run resumes from its last checkpoint
     seed: int = 0
 
 

@@ -37,10 +37,11 @@ CONFIG_NAME = "config.yaml"
 
 
 class RunDirLock:
-    """Exclusive lock on a run directory for the life of this object (``with RunDirLock(out): ...``)."""
+    """Exclusive lock on a run directory for the life of this object (``with RunDirLock(out): ...``). ``name``: the
+    lock file; ``distill`` locks its ``OUT.partial`` under another name because the trainer locks the same folder."""
 
-    def __init__(self, out: str | Path, command: str = "train", enabled: bool = True):
-        self.out, self.command, self.enabled = Path(out), command, enabled
+    def __init__(self, out: str | Path, command: str = "train", enabled: bool = True, name: str = LOCK_NAME):
+        self.out, self.command, self.enabled, self.name = Path(out), command, enabled, name
         self._fd: int | None = None
         self._created = False
 
@@ -50,7 +51,7 @@ class RunDirLock:
         self._created = not self.out.exists()
         try:
             self.out.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.out / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self.out / self.name, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             raise CaloforgeError(f"{self.out}: cannot use the run directory ({exc.strerror or exc})") from None
         try:
@@ -64,13 +65,14 @@ class RunDirLock:
         os.pwrite(fd, f"caloforge {self.command} (pid {os.getpid()})\n".encode(), 0)
         self._fd = fd
 
-    def release(self) -> None:
+    def release(self, remove_empty: bool = True) -> None:
         """Drop the lock; a directory this lock created and nothing else wrote to (a run refused before any work)
-        is removed again, so a failed command leaves nothing behind."""
+        is removed again, so a failed command leaves nothing behind. ``remove_empty=False``: the caller has moved
+        or removed the directory itself, so nothing is looked at there."""
         if self._fd is None:
             return
-        if self._created and set(os.listdir(self.out)) <= {LOCK_NAME}:
-            (self.out / LOCK_NAME).unlink(missing_ok=True)
+        if remove_empty and self._created and set(os.listdir(self.out)) <= {self.name}:
+            (self.out / self.name).unlink(missing_ok=True)
             with contextlib.suppress(OSError):
                 self.out.rmdir()
         os.close(self._fd)  # closing the descriptor drops the flock
