@@ -87,6 +87,3 @@ def test_without_a_terminal_progress_is_a_plain_line_with_rate_and_eta(monkeypat
     assert mode() == "off"
     monkeypatch.delenv("CALOFORGE_PROGRESS")
     assert mode() == "lines"  # pytest's stderr is no terminal
-
-
-#: Loose bound for the quality test below (GFlash 2000 showers, tiny-fm-2s 400 steps; docs/demo.md "Measured").

@@ -73,6 +73,7 @@ STEP_CONFIGS = [
     {"kind": "scale", "factor": 0.033},
     {"kind": "divide_by_energy", "k": 2.0},
     {"kind": "log", "eps": 1e-6},
+    {"kind": "power", "p": 0.25},
     {"kind": "standardise", "mode": "global", "mean": -3.5, "std": 2.0},
 ]
 

@@ -134,6 +134,25 @@ class Log(Step):
 
 
 @dataclass
+class Power(Step):
+    """x ** p for x >= 0 (0 < p <= 1): compresses the dynamic range like ``log`` but keeps 0 at 0, so an empty voxel
+    and a voxel at the readout threshold stay apart on the same scale at every incident energy (no ``eps``). The
+    inverse clips at 0."""
+
+    kind: ClassVar[str] = "power"
+    p: float = 0.25
+
+    def __post_init__(self):
+        self.p = _number(self.kind, "p", self.p, lo=0.0, hi=1.0, lo_open=True)
+
+    def forward(self, x, e):
+        return np.maximum(np.asarray(x, dtype=np.float64), 0.0) ** self.p
+
+    def inverse(self, y, e):
+        return np.maximum(np.asarray(y, dtype=np.float64), 0.0) ** (1.0 / self.p)
+
+
+@dataclass
 class Logit(Step):
     """logit(alpha + (1 - 2 alpha) x) for x in [0, 1].
 
@@ -295,7 +314,7 @@ class Threshold(Step):
         return self._cut(y)
 
 
-STEPS: dict[str, type[Step]] = {cls.kind: cls for cls in (Scale, DivideByEnergy, Log, Logit, Standardise, Noise,
+STEPS: dict[str, type[Step]] = {cls.kind: cls for cls in (Scale, DivideByEnergy, Log, Power, Logit, Standardise, Noise,
                                                           Threshold)}
 
 

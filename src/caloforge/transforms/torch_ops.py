@@ -76,6 +76,9 @@ def inverse_module(step: np_steps.Step) -> nn.Module:
     if kind == "log":
         eps = float(step.eps)
         return _Inverse(lambda m, y, e: torch.clamp_min(torch.exp(y) - eps, 0.0))
+    if kind == "power":
+        inv = 1.0 / float(step.p)
+        return _Inverse(lambda m, y, e: torch.pow(torch.clamp_min(y, 0.0), inv))
     if kind == "logit":
         a = float(step.alpha)
         return _Inverse(lambda m, y, e: torch.clamp((torch.sigmoid(y) - a) / (1 - 2 * a), 0.0, 1.0))
