@@ -8,7 +8,7 @@ import json
 
 import pytest
 import torch
-from test_distill_run import make_teacher
+from test_distill_run import _quiet, make_teacher  # noqa: F401  (_quiet: autouse, progress off, threads kept)
 
 import caloforge.training.trainer as trainer_mod
 from caloforge.cli.main import main
@@ -30,14 +30,6 @@ class Killed(Exception):
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory):
     return make_teacher(tmp_path_factory.mktemp("resume"))
-
-
-@pytest.fixture(autouse=True)
-def _quiet(monkeypatch):
-    monkeypatch.setenv("CALOFORGE_PROGRESS", "0")
-    old = torch.get_num_threads()
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture
