@@ -96,6 +96,12 @@ def save_checkpoint(run_dir: str | Path, step: int, payload: dict, keep: int = 3
     return path
 
 
+def latest_step(run_dir: str | Path) -> int:
+    """The step of a run directory's newest checkpoint (from its ``step_N.pt`` name, no load), 0 when it has none."""
+    ckpt = latest_checkpoint(run_dir) if Path(run_dir).is_dir() else None
+    return int(ckpt.stem.removeprefix("step_")) if ckpt is not None else 0
+
+
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
     """The newest checkpoint of a run directory (via `latest`, else the highest step file), or None."""
     ckdir = Path(run_dir) / CKPT_DIR

@@ -28,6 +28,7 @@ from caloforge.training.build import build_network, build_objective, resolve_dev
 from caloforge.training.checkpoint import (
     capture_rng_state,
     latest_checkpoint,
+    latest_step,
     load_checkpoint,
     save_checkpoint,
     to_numpy,
@@ -173,10 +174,7 @@ def _in_trainer(cfg: DistillConfig, teacher: Teacher, teacher_run: Path, data_pa
 def _finished(run: Path, steps: int) -> dict | None:
     """The checkpoint of a run already trained ``steps`` steps (a finished round of an interrupted distillation), or
     None: resuming skips it instead of rebuilding the trainer, validating the data and touching its files."""
-    ck = latest_checkpoint(run) if run.is_dir() else None
-    if ck is None or int(ck.stem.rsplit("_", 1)[-1]) < steps:
-        return None
-    return load_checkpoint(ck)
+    return load_checkpoint(latest_checkpoint(run)) if latest_step(run) >= steps else None
 
 
 def _train_student(cfg, teacher, source: Path, data_path, out: Path, device, steps: int, solver: str):

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from caloforge.errors import ConfigError
 from caloforge.outputs import OutputError, atomic_write_text, swap_dir
+from caloforge.training.checkpoint import latest_step
 from caloforge.training.run_dir import RunDirLock, remove_stale_temps
 
 REQUEST_NAME = "distill_request.json"
@@ -59,7 +60,7 @@ def first_difference(stored: dict, requested: dict, prefix: tuple = ()) -> str |
 
 def has_checkpoint(part: Path) -> bool:
     """Whether the folder holds trained work: a checkpoint of the student or of a progressive round."""
-    return any(part.glob("checkpoints/step_*.pt")) or any(part.glob("rounds/*/checkpoints/step_*.pt"))
+    return any(latest_step(run) > 0 for run in [part, *part.glob("rounds/*")])
 
 
 def _check_inputs(part: Path, inputs: Iterable) -> None:

@@ -9,7 +9,6 @@ GFlash generator (no download needed); ``data=`` runs the same chain on any Calo
 from __future__ import annotations
 
 import json
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,10 +72,9 @@ def _stage(name: str, output: Path, log, current: bool = True) -> bool:
 
 
 def _checkpoint_step(run_dir: Path) -> int:
-    from caloforge.training.checkpoint import latest_checkpoint
+    from caloforge.training.checkpoint import latest_step
 
-    ckpt = latest_checkpoint(run_dir) if run_dir.is_dir() else None
-    return int(re.findall(r"\d+", ckpt.stem)[-1]) if ckpt is not None else 0
+    return latest_step(run_dir)
 
 
 def _make_data(settings: DemoSettings, out: Path, state: _State, log) -> Path:
