@@ -12,7 +12,7 @@ import time
 import torch
 from test_trainer import small_recipe_file, structured_file
 
-from caloforge.training.checkpoint import latest_checkpoint, load_checkpoint
+from caloforge.training.checkpoint import latest_checkpoint, latest_step, load_checkpoint, save_checkpoint
 
 STEPS = 60
 
@@ -88,3 +88,10 @@ def test_sigterm_saves_at_the_end_of_the_step_and_exits_cleanly(tmp_path):
     ck = load_checkpoint(run)
     assert 3 <= ck["step"] < STEPS  # saved although ckpt_every (1000) was never reached
     assert "Traceback" not in err
+
+
+def test_latest_step_reads_the_newest_checkpoint_name(tmp_path):
+    assert latest_step(tmp_path / "missing") == 0 and latest_step(tmp_path) == 0
+    for step in (7, 120):
+        save_checkpoint(tmp_path, step, {"x": torch.zeros(1)})
+    assert latest_step(tmp_path) == 120 == load_checkpoint(latest_checkpoint(tmp_path))["step"]
