@@ -94,4 +94,4 @@ def test_latest_step_reads_the_newest_checkpoint_name(tmp_path):
     assert latest_step(tmp_path / "missing") == 0 and latest_step(tmp_path) == 0
     for step in (7, 120):
         save_checkpoint(tmp_path, step, {"x": torch.zeros(1)})
-    assert latest_step(tmp_path) == 120 == load_checkpoint(latest_checkpoint(tmp_path))["step"]
+    assert latest_step(tmp_path) == 120 and latest_checkpoint(tmp_path).name == "step_00000120.pt"
