@@ -169,3 +169,65 @@ def test_two_stage_samples_carry_the_layer_energies_of_the_first_stage(two_stage
     np.testing.assert_array_equal(out, again)
     assert out.shape == (4, v) and np.all(np.isfinite(out)) and np.all((out == 0) | (out >= THR))
     assert stats["layer_nfe"] == 7 and stats["nfe"] == 7
+
+
+# ---- the layer model's own batch (layer_model.batch_size) -------------------------------------------------------------
+def _batches(path, ram_mb: float, world: int = 1, rank: int = 0):
+    from caloforge.data.reader import ShowerFile
+    from caloforge.training.data import TrainBatches, build_condition_encoder, fit_batches
+    from caloforge.transforms.chain import Chain
+
+    recipe = load_recipe("tiny-fm-2s", [*SMALL_2S, f"data.ram_budget_mb={ram_mb}"])
+    coder = LayerEnergyCoder(SMALL_GEO, THR).fit(fit_batches(path, 10_000, SMALL_GEO))
+    chain = Chain.from_config(list(recipe.transforms))
+    chain.fit(fit_batches(path, 10_000, SMALL_GEO, coder))
+    return TrainBatches(path, chain, build_condition_encoder(recipe.data), recipe.data, 16, 7, rank, world,
+                        SMALL_GEO, coder), coder, ShowerFile(path)
+
+
+def test_layer_batches_are_rows_of_the_training_file_keyed_by_step_and_the_same_streamed(tmp_path):
+    path = structured_file(tmp_path / "t.h5", n=40)
+    mem, coder, f = _batches(path, ram_mb=1000)
+    streamed, _, _ = _batches(path, ram_mb=1e-6)
+    assert mem.in_memory and not streamed.in_memory
+    with f:
+        table = coder.codes(f.read(np.arange(f.n)).showers, f.energies())  # (n, L) codes of every row
+    for step in (0, 1, 5):
+        a, b = mem.layer_batch(step, 96), streamed.layer_batch(step, 96)
+        assert a.shape == (96, 1 + SMALL_GEO.n_layers) and np.array_equal(a, b)
+        # every drawn row's codes are the codes of some training shower (more rows than showers: with replacement)
+        hit = (np.abs(a[:, None, 1:] - table[None]) < 1e-6).all(-1).any(-1)
+        assert hit.all()
+    assert not np.array_equal(mem.layer_batch(0, 96), mem.layer_batch(1, 96))
+    assert np.array_equal(mem.layer_batch(3, 96), mem.layer_batch(3, 96))  # a function of the step: exact resume
+
+
+def test_ddp_ranks_share_the_layer_batch_of_a_single_process(tmp_path):
+    path = structured_file(tmp_path / "t.h5", n=40)
+    whole = _batches(path, 1000)[0].layer_batch(4, 64)
+    parts = [_batches(path, 1000, world=2, rank=r)[0].layer_batch(4, 64) for r in (0, 1)]
+    assert np.array_equal(np.concatenate(parts), whole)
+
+
+def test_a_layer_batch_that_does_not_split_over_accumulation_is_refused_before_any_file(tmp_path):
+    path = structured_file(tmp_path / "t.h5", n=40)
+    recipe = load_recipe("tiny-fm-2s", [*SMALL_2S, "train.grad_accum=2", "layer_model.batch_size=33"])
+    with pytest.raises(ConfigError, match="layer_model.batch_size: expected a multiple of world size x grad_accum = 2"):
+        train(recipe, path, tmp_path / "run", steps=2, device="cpu")
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_layer_loss_is_taken_on_the_layer_batch_when_given():
+    torch.manual_seed(0)
+    from caloforge.training.build import build_objective
+
+    obj = build_objective({"kind": "flow"})
+    voxel = DiTConfig(grid=(3, 2, 2), cond_dim=1 + 3, patch=(1, 1, 1), dim=16, depth=1, heads=2)
+    net = TwoStageNet(voxel, LayerMLPConfig(n_layers=3, cond_dim=1, width=16, depth=1), (obj, obj))
+    for p in net.layer.out.parameters():  # a non-zero output, so that the layer loss depends on its inputs
+        torch.nn.init.normal_(p)
+    x, c = torch.randn(4, 3, 2, 2), torch.randn(4, 4)
+    own = net(x, c, torch.Generator().manual_seed(1))[1]
+    same = net(x, c, torch.Generator().manual_seed(1), c)[1]
+    other = net(x, c, torch.Generator().manual_seed(1), torch.randn(8, 4))[1]
+    assert torch.equal(own, same) and not torch.equal(own, other)

@@ -108,11 +108,14 @@ class TwoStageNet(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor, generator: torch.Generator | None = None):
+    def forward(self, x: torch.Tensor, cond: torch.Tensor, generator: torch.Generator | None = None,
+                layer_batch: torch.Tensor | None = None):
+        """``layer_batch`` (b', C + L): the layer model's own batch (``layer_model.batch_size``); default ``cond``."""
         if self.objectives is None:
             raise ConfigError("two-stage model: built without objectives; pass objectives=(voxel, layer) to train it")
         voxel_obj, layer_obj = self.objectives
         n_cond = self.layer.cfg.cond_dim
-        layer_loss = layer_obj.loss(self.layer, cond[:, n_cond:], cond[:, :n_cond], generator=generator)
+        lc = cond if layer_batch is None else layer_batch
+        layer_loss = layer_obj.loss(self.layer, lc[:, n_cond:], lc[:, :n_cond], generator=generator)
         voxel_loss = voxel_obj.loss(self.voxel, x, cond, generator=generator)
         return voxel_loss, layer_loss

@@ -11,6 +11,10 @@ before the one in-memory pass, so both paths resume bit-identically.
 Several files (one per detector, same mesh) act as one concatenated file (``training.sources``): showers are mapped to
 the model's detector slots by name, and with ``data.detector_weights`` each step draws its rows by detector weight
 (with replacement) instead of walking the epoch permutation.
+
+A two-stage model's layer network may take its own, larger batch (``layer_model.batch_size``): rows drawn with
+replacement from a table of every training shower's conditions and layer codes (C + L floats each, built once), keyed
+by (seed, step) like the voxel batch, and by detector weight where those are set.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from caloforge.training.sources import WeightedRows, as_sources, row_slots, slot
 EXTRA_FOR_CONDITION = {"phi": "incident_phi", "theta": "incident_theta", "detector": "detector_id"}
 _CHUNK = 2048
 _IN_MEMORY_KEY, _STREAM_KEY, _VAL_KEY, FIT_NOISE_KEY = 0, 1, 2, 3  # noise streams: one-off pass, batches, val, fit
+_LAYER_ROWS_KEY = 0x1A7E  # the rows of the layer model's own batches
 #: Bound on one streamed statistics batch (float64 after the first transform step): ~200 DS3 showers, ~1300 DS2.
 _STREAM_BYTES = 64 * 2**20
 
@@ -142,7 +147,7 @@ class TrainBatches:
             self.weighted = WeightedRows(self.slots, weights, self.seed)
         self.batches_per_epoch = self.n // self.global_batch  # the incomplete tail batch is dropped each epoch
         self.in_memory = self.n * self.n_voxels * 4 <= cfg.ram_budget_mb * 2**20
-        self._x = self._c = None
+        self._x = self._c = self._layer_table = None
         if self.in_memory:
             self.chain.reseed([self.seed % 2**32, _IN_MEMORY_KEY])
             self._x, self._c = self._transform_rows(np.arange(self.n))
@@ -188,6 +193,31 @@ class TrainBatches:
             return self._x[rows], self._c[rows]
         self.chain.reseed([self.seed % 2**32, _STREAM_KEY, step, self.rank])
         return self._transform_rows(rows)
+
+    def layer_batch(self, step: int, global_size: int) -> np.ndarray:
+        """(b, C + L) float32 conditions and layer codes of this rank's share of the layer model's own batch."""
+        if self.coder is None:
+            raise ConfigError("layer_model.batch_size: the recipe has no layer model")
+        if self._layer_table is None:
+            self._layer_table = self._c if self.in_memory else self._build_layer_table()
+        if self.weighted is not None:
+            rows = self.weighted.rows(step, global_size, key=_LAYER_ROWS_KEY)
+        else:
+            rows = np.random.default_rng([self.seed, int(step), _LAYER_ROWS_KEY]).integers(0, self.n, global_size)
+        local = global_size // self.world
+        return self._layer_table[rows[self.rank * local:(self.rank + 1) * local]]
+
+    def _build_layer_table(self) -> np.ndarray:
+        """One streamed pass: the conditions and layer codes of every training shower (the showers are not kept)."""
+        parts = []
+        for k, (f, s) in enumerate(zip(self.files, self.sources)):
+            for start in range(0, f.n, _CHUNK):
+                local = np.arange(start, min(start + _CHUNK, f.n))
+                b = f.read(local, with_extras=True)
+                slots = None if self.slots is None else self.slots[self.offsets[k] + local]
+                cond = encode_conditions(self.encoder, self.cfg, b.energies, b.extras, str(s.path), slots)
+                parts.append(np.concatenate([cond, self.coder.codes(b.showers, b.energies)], axis=1))
+        return np.concatenate(parts).astype(np.float32)
 
     def model_range(self, max_showers: int) -> tuple[np.ndarray, np.ndarray]:
         """Per-voxel (min, max) of the training data in model space; samples are clamped to it (see Generator)."""

@@ -110,8 +110,8 @@ class WeightedRows:
         p = np.array([weights[k] for k in keys], dtype=np.float64)
         self.p, self.seed = p / p.sum(), int(seed)
 
-    def rows(self, step: int, batch: int) -> np.ndarray:
-        rng = np.random.default_rng([self.seed, int(step), 0x5107])
+    def rows(self, step: int, batch: int, key: int = 0x5107) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, int(step), key])
         which = rng.choice(len(self.groups), size=batch, p=self.p)
         out = np.empty(batch, dtype=np.int64)
         for g, rows in enumerate(self.groups):

@@ -98,8 +98,9 @@ def _set_determinism(seed: int, deterministic: bool) -> None:
 
 
 def batch_loss(objective, net, x: torch.Tensor, c: torch.Tensor, generator, layer_weight: float | None = None,
-               ctx: LossContext | None = None):
-    """The training loss of one batch: the objective's, or for a two-stage net voxel + layer_weight x layer loss.
+               ctx: LossContext | None = None, layer_batch: torch.Tensor | None = None):
+    """The training loss of one batch: the objective's, or for a two-stage net voxel + layer_weight x layer loss
+    (the layer loss on ``layer_batch`` when the layer model has its own batch).
 
     An objective with ``uses_context`` gets the whole network and the LossContext and returns the total loss.
     """
@@ -107,7 +108,7 @@ def batch_loss(objective, net, x: torch.Tensor, c: torch.Tensor, generator, laye
         return objective.loss(net, x, c, generator=generator, ctx=ctx)
     if layer_weight is None:
         return objective.loss(net, x, c, generator=generator)
-    voxel_loss, layer_loss = net(x, c, generator)
+    voxel_loss, layer_loss = net(x, c, generator) if layer_batch is None else net(x, c, generator, layer_batch)
     return voxel_loss + layer_weight * layer_loss
 
 
@@ -155,6 +156,7 @@ def _paths_text(data_path) -> str:
 def _train(recipe, tc, data_path, out, val_path, dev, info, extra_callbacks, outside_energy_range="error"
            ) -> TrainResult:
     distributed.per_rank_batch(tc.batch_size, info, tc.grad_accum)
+    layer_bs = _layer_batch_size(recipe, info, tc.grad_accum)
     ckpt_file = latest_checkpoint(out) if out.is_dir() else None
     run_dir.check_recipe(out, recipe.to_dict(), ckpt_file is not None)
     if info.is_main:
@@ -263,6 +265,8 @@ def _train(recipe, tc, data_path, out, val_path, dev, info, extra_callbacks, out
             xb = torch.from_numpy(x).to(dev).view(-1, *grid)  # (b, Z, A, R) this rank's share
             cb_ = torch.from_numpy(c).to(dev)  # (b, C)
             ctx = LossContext(step, ema_net, seams.teacher) if ema_net is not None else None
+            lb = torch.from_numpy(data.layer_batch(step, layer_bs)).to(dev) if layer_bs else None  # (b', C + L)
+            lshard = 0 if lb is None else len(lb) // tc.grad_accum
             opt.zero_grad(set_to_none=True)
             loss_sum = 0.0
             for k in range(tc.grad_accum):
@@ -271,7 +275,8 @@ def _train(recipe, tc, data_path, out, val_path, dev, info, extra_callbacks, out
                 with sync:
                     with autocast_context(dev, tc.precision):
                         loss = batch_loss(objective, net, xb[k * shard:(k + 1) * shard],
-                                          cb_[k * shard:(k + 1) * shard], gen, layer_weight, ctx)
+                                          cb_[k * shard:(k + 1) * shard], gen, layer_weight, ctx,
+                                          None if lb is None else lb[k * lshard:(k + 1) * lshard])
                     (loss / tc.grad_accum).backward()
                 loss_sum += float(loss.detach())
             if not math.isfinite(loss_sum):
@@ -349,6 +354,18 @@ def _check_schedule_total(ckpt: dict, tc, out: Path) -> None:
         raise ConfigError(f"{out}: train.steps: the run was trained {done} steps on a {tc.schedule} schedule over "
                           f"{old} steps; a total of {tc.steps} would change the lr of step {bad} already trained; "
                           f"resume with --steps {old} or start a new --out")
+
+
+def _layer_batch_size(recipe: Recipe, info, grad_accum: int) -> int | None:
+    """The layer model's own global batch (``layer_model.batch_size``), checked before any work; None = shared."""
+    lm = recipe.layer_model
+    if lm is None or lm.batch_size is None:
+        return None
+    parts = info.world * grad_accum
+    if lm.batch_size % parts:
+        raise ConfigError(f"recipe {recipe.name}: layer_model.batch_size: expected a multiple of world size x "
+                          f"grad_accum = {parts}, found {lm.batch_size}")
+    return lm.batch_size
 
 
 def _layer_coder(recipe: Recipe, geometry, data_path: Path, ckpt: dict | None):

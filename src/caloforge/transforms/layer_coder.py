@@ -71,6 +71,12 @@ class LayerEnergyCoder:
         codes = (self._logit_u(layer_e, energies) - self.mean) / self.std
         return shapes.astype(np.float32), codes.astype(np.float32)
 
+    def codes(self, showers, energies) -> np.ndarray:
+        """Only the stage-1 part (n, L) float32, as in ``split`` (the layer model's own, larger batches)."""
+        self._require_fit()
+        layer_e = layer_energies(self._thresholded(showers), self.geometry)
+        return ((self._logit_u(layer_e, energies) - self.mean) / self.std).astype(np.float32)
+
     def shapes(self, showers) -> np.ndarray:
         """Only the stage-2 part (n, V), as in ``split`` (no statistics needed)."""
         x = self._thresholded(showers)
