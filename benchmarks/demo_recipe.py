@@ -23,7 +23,10 @@ from machine import cpu_model
 REPO = Path(__file__).resolve().parents[1]
 LOG_CHAIN = "[{kind: divide_by_energy, k: 1.0}, {kind: log, eps: 1.0e-6}, {kind: standardise, mode: %s}]"
 POW = "[{kind: power, p: %s}, {kind: standardise, mode: voxel}]"
-#: name -> overrides of the current tiny-fm-2s (E^0.25 per voxel, lr 4e-3); "old" is the recipe before 2026-11-30
+#: the layer model before layer_model.batch_size (2026-11-30): 256 x 4 on the voxel model's batch of 64
+OLD_LAYER = ["layer_model.width=256", "layer_model.depth=4", "layer_model.batch_size=null"]
+#: name -> overrides of the current tiny-fm-2s (E^0.25 per voxel, lr 4e-3, layer model 128 x 3 at batch 1024); "old"
+#: is the recipe before 2026-11-30; every variant but the last two keeps the old layer model, as when it was measured
 VARIANTS = {
     "old": [f"transforms={LOG_CHAIN % 'global'}", "train.lr=2e-3"],
     "old-vox": [f"transforms={LOG_CHAIN % 'voxel'}", "train.lr=2e-3"],
@@ -40,6 +43,8 @@ VARIANTS = {
     "pow25-lr8": ["train.lr=8e-3"],
     "pow25-bs32": ["train.batch_size=32"],  # 1.8x the steps per second: run it with --steps 2400
 }
+VARIANTS = {name: [*overrides, *OLD_LAYER] for name, overrides in VARIANTS.items()}
+VARIANTS["layer1024"] = []  # the current recipe: the layer model's own batch (layer_model.batch_size)
 
 
 def run_variant(name: str, overrides: list[str], steps: int, work: Path, n: int) -> dict:

@@ -121,6 +121,23 @@ def test_weighted_sampling_follows_the_recipe_weights_and_ddp_ranks_split_the_sa
         assert seen == {0, 1, 2}
 
 
+def test_the_layer_models_own_batch_follows_the_detector_weights_on_its_own_rows(three_files):
+    from caloforge.training.data import fit_batches
+    from caloforge.transforms.layer_coder import LayerEnergyCoder
+
+    cfg = DataConfig(conditions=("energy", "detector"), detectors=("a", "b", "c"), energy_range_mev=(1e3, 1e5),
+                     detector_weights={"a": 2.0, "b": 1.0, "c": 1.0})
+    coder = LayerEnergyCoder(GEO, 0.0, max_dep=1e4).fit(fit_batches(three_files, 10_000, GEO))
+    enc = build_condition_encoder(cfg)
+    tb = TrainBatches(three_files, Chain.from_config([{"kind": "log", "eps": 1e-3}]), enc, cfg, 24, seed=3,
+                      geometry=GEO, coder=coder)
+    rows = [tb.layer_batch(s, 256) for s in range(40)]  # (256, C + L) each: energy, 4 slot columns, L codes
+    slots = np.concatenate([r[:, 1:enc.dim].argmax(1) for r in rows])
+    np.testing.assert_allclose(np.bincount(slots, minlength=3) / len(slots), [0.5, 0.25, 0.25], atol=0.03)
+    assert rows[0].shape == (256, enc.dim + GEO.n_layers)
+    assert not np.array_equal(tb.layer_batch(0, 24), tb.batch(0)[1])  # not the voxel batch's rows again
+
+
 def test_weights_must_cover_every_detector_in_the_files(three_files):
     cfg = DataConfig(conditions=("energy", "detector"), detectors=("a", "b", "c"), detector_weights={"a": 1.0})
     with pytest.raises(ConfigError, match="expected a weight for detector 'b'"):
