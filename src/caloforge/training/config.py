@@ -233,7 +233,7 @@ class LayerModelConfig(_Strict):
     normalise_layers: bool = False
     # showers per step for the layer model (global, like train.batch_size); None = the voxel model's batch. The layer
     # network is cheap per shower, and a batch of 1024 distinct showers at width 128 x depth 3 learned the layer
-    # energies far better than 64 at 256 x 4 for the same CPU time (benchmarks/results/demo_recipe.md)
+    # energies far better than 64 at 256 x 4 for 5 % more time per two-stage step (benchmarks/results/layer_batch.md)
     batch_size: int | None = Field(None, ge=1, le=1_000_000)
 
     _has_kind = field_validator("objective")(classmethod(lambda cls, v: _objective_has_kind(v)))

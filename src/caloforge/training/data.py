@@ -211,8 +211,9 @@ class TrainBatches:
         """One streamed pass: the conditions and layer codes of every training shower (the showers are not kept)."""
         parts = []
         for k, (f, s) in enumerate(zip(self.files, self.sources)):
-            for start in range(0, f.n, _CHUNK):
-                local = np.arange(start, min(start + _CHUNK, f.n))
+            rows = stream_rows(f.n_voxels)  # bounded memory, also for dataset-3 showers
+            for start in range(0, f.n, rows):
+                local = np.arange(start, min(start + rows, f.n))
                 b = f.read(local, with_extras=True)
                 slots = None if self.slots is None else self.slots[self.offsets[k] + local]
                 cond = encode_conditions(self.encoder, self.cfg, b.energies, b.extras, str(s.path), slots)
