@@ -14,7 +14,6 @@ so its batch can grow well beyond the voxel model's; see `layer_model.batch_size
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
@@ -51,6 +50,7 @@ def train_and_sample(codes, cond, test_cond, width, depth, batch, steps, lr, see
 
     from caloforge.generative.objectives import build_objective
     from caloforge.models.two_stage import LayerMLP, LayerMLPConfig
+    from caloforge.training.schedules import lr_factor
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -60,9 +60,8 @@ def train_and_sample(codes, cond, test_cond, width, depth, batch, steps, lr, see
     y_all, c_all = torch.from_numpy(codes.astype(np.float32)), torch.from_numpy(cond.astype(np.float32))
     t0 = time.process_time()
     for step in range(steps):
-        factor = min(1.0, (step + 1) / 50) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / steps)))
-        for group in opt.param_groups:
-            group["lr"] = lr * factor
+        for group in opt.param_groups:  # the trainer's schedule: 50 warm-up steps, cosine to 0.05
+            group["lr"] = lr * lr_factor(step, steps, "cosine", warmup_steps=50, min_factor=0.05)
         rows = torch.from_numpy(rng.integers(0, len(codes), batch))
         loss = obj.loss(net, y_all[rows], c_all[rows])
         opt.zero_grad()

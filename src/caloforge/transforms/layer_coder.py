@@ -68,13 +68,14 @@ class LayerEnergyCoder:
         self._require_fit()
         x = self._thresholded(showers)
         shapes, layer_e = normalise_layers(x, self.geometry) if self.normalise else (x, layer_energies(x, self.geometry))
-        codes = (self._logit_u(layer_e, energies) - self.mean) / self.std
-        return shapes.astype(np.float32), codes.astype(np.float32)
+        return shapes.astype(np.float32), self._standardised_codes(layer_e, energies)
 
     def codes(self, showers, energies) -> np.ndarray:
         """Only the stage-1 part (n, L) float32, as in ``split`` (the layer model's own, larger batches)."""
         self._require_fit()
-        layer_e = layer_energies(self._thresholded(showers), self.geometry)
+        return self._standardised_codes(layer_energies(self._thresholded(showers), self.geometry), energies)
+
+    def _standardised_codes(self, layer_e: np.ndarray, energies) -> np.ndarray:
         return ((self._logit_u(layer_e, energies) - self.mean) / self.std).astype(np.float32)
 
     def shapes(self, showers) -> np.ndarray:
