@@ -200,8 +200,9 @@ def _with_train(recipe, **fields):
     return recipe.model_copy(update={"train": recipe.train.model_copy(update=fields)})
 
 
-def train_in_budget(recipe, paths: dict, run_dir: Path, budget_s: float) -> dict:
-    """Probe, plan, train; returns what the row needs about training."""
+def train_in_budget(recipe, paths: dict, run_dir: Path, budget_s: float, fixed_steps: int | None = None) -> dict:
+    """Probe, plan, train; returns what the row needs about training. ``fixed_steps`` replaces the plan (a row at the
+    step count of another, e.g. x- against v-prediction when their probes read different loads); the deadline holds."""
     t0 = time.monotonic()
     deadline = t0 + budget_s
     probe_dir = run_dir / "probe"
@@ -215,7 +216,7 @@ def train_in_budget(recipe, paths: dict, run_dir: Path, budget_s: float) -> dict
     except ValueError:  # stopped before the first log interval (a very slow or loaded machine): a crude upper bound
         sps = probe_s / max(done, 1)
     setup_s = max(probe_s - done * sps, 0.0)
-    steps = plan_steps(sps, budget_s, time.monotonic() - t0, setup_s)
+    steps = fixed_steps or plan_steps(sps, budget_s, time.monotonic() - t0, setup_s)
     warmup = min(recipe.train.warmup_steps, steps // 10)
     main = _with_train(recipe, steps=steps, warmup_steps=warmup, log_every=max(steps // 40, 1), ckpt_every=steps,
                        val_every=steps)
@@ -288,11 +289,16 @@ def _write_part(src: Path, rows: np.ndarray, out: Path) -> Path:
     return out
 
 
+def baseline_dir(kind: str, paths: dict, work: Path) -> Path:
+    """One folder per baseline and data set (rows of different files may share --work and run at once)."""
+    return Path(work) / f"baseline-{kind}-{Path(paths['test']).parent.name}"
+
+
 def baseline_files(kind: str, paths: dict, work: Path) -> tuple[Path, Path, float | None]:
     """(generated, reference, generation ms/shower or None) of a baseline."""
     from caloforge.data.reader import ShowerFile
 
-    base = work / f"baseline-{kind}"
+    base = baseline_dir(kind, paths, work)
     base.mkdir(parents=True, exist_ok=True)
     with ShowerFile(paths["test"]) as f:
         n, energies = f.n, f.energies()
@@ -332,6 +338,8 @@ def main(argv=None) -> int:
     ap.add_argument("--results", type=Path, default=RESULTS)
     ap.add_argument("overrides", nargs="*", help="recipe key=value overrides, e.g. model.patch=[5,4,3]")
     ap.add_argument("--threads", type=int, help="torch threads (default: torch's choice); 1 helps on a loaded machine")
+    ap.add_argument("--fixed-steps", type=int, help="train exactly this many steps instead of the probe's plan "
+                    "(the budget's deadline still stops it)")
     ap.add_argument("--from-run", help="sampling-only ablation: reuse the model of this earlier fidelity run dir")
     ap.add_argument("--solver", help="with --from-run: sampler solver (default the recipe's)")
     ap.add_argument("--steps", type=int, help="with --from-run: sampler steps (default the recipe's)")
@@ -356,7 +364,7 @@ def main(argv=None) -> int:
         return 0
     if args.baseline:
         gen_path, ref_path, ms = baseline_files(args.baseline, paths, args.work)
-        metrics = evaluate_against(gen_path, ref_path, args.work / f"baseline-{args.baseline}" / "eval", None,
+        metrics = evaluate_against(gen_path, ref_path, baseline_dir(args.baseline, paths, args.work) / "eval", None,
                                    args.repeats)
         row.update({"recipe": f"baseline: {args.baseline}", "overrides": "-",
                     "ms/shower": ms})
@@ -365,7 +373,7 @@ def main(argv=None) -> int:
 
         recipe = load_recipe(args.recipe, args.overrides)
         run_dir = args.work / f"run-{recipe.name}-{args.tag or 'x'}-{stamp}"
-        tr = train_in_budget(recipe, paths, run_dir, args.budget_min * 60.0)
+        tr = train_in_budget(recipe, paths, run_dir, args.budget_min * 60.0, args.fixed_steps)
         smp = sample_test_energies(run_dir / "main", paths["test"], run_dir / "generated.h5")
         metrics = evaluate_against(run_dir / "generated.h5", paths["test"], run_dir / "eval", paths["train"],
                                    args.repeats)

@@ -48,9 +48,10 @@ def test_breakdown_groups_by_detector_and_theta_bin():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="not shown yet: the tiny DiT learns almost none of the theta dependence in "
-                   "300-480 steps (measured depth shift 0.015-0.06 layers vs 1.04 in the data); see the adapt report")
 def test_an_angle_conditioned_model_reproduces_the_trained_depth_shift(tmp_path, monkeypatch):
+    """A model conditioned on (energy, phi, theta) learns the depth shift of the data. The theta dependence is a small
+    part of the loss and comes late: on this data the D 32 model at lr 3e-3 reproduced 0.015 of the 1.04-layer shift
+    after 300 steps and 0.36 after 1500; D 64 at lr 1e-2 gives 0.93 after 1500 steps (about 40 s on one thread)."""
     from caloforge.sampling.generator import Generator
     from caloforge.training.recipe_io import load_recipe
     from caloforge.training.trainer import train
@@ -62,8 +63,8 @@ def test_an_angle_conditioned_model_reproduces_the_trained_depth_shift(tmp_path,
     recipe = load_recipe("tiny-fm", [
         "data.conditions=[energy, phi, theta]", "data.energy_range_mev=[1.0e4, 5.0e4]",
         "transforms=[{kind: divide_by_energy, k: 1.0}, {kind: log, eps: 1.0e-6}, {kind: standardise, mode: global}]",
-        "model.patch=[2, 2, 3]", "model.dim=32", "train.steps=300", "train.batch_size=32", "train.lr=3e-3",
-        "train.ckpt_every=300", "train.log_every=100", "sampler.steps=8", "postprocess.threshold_mev=0.0"])
+        "model.patch=[2, 2, 3]", "model.dim=64", "train.steps=1500", "train.batch_size=32", "train.lr=1e-2",
+        "train.ckpt_every=1500", "train.log_every=500", "sampler.steps=8", "postprocess.threshold_mev=0.0"])
     train(recipe, data, tmp_path / "run", device="cpu")
     gen = Generator.load(tmp_path / "run", device="cpu")
     n, e = 400, np.exp(np.random.default_rng(0).uniform(np.log(1e4), np.log(5e4), 400))

@@ -79,6 +79,21 @@ def test_layer_dit_starts_at_zero_and_learns_per_layer(dataset):
         LayerDiTConfig.for_layers(layers, patch=(2, 5, 4))
 
 
+def test_soft_pions_that_range_out_leave_distinct_showers(tmp_path):
+    """At 256 MeV a pion often stops before interacting; its track signal fluctuates per layer (Landau-like), so a
+    file holds no exact duplicates (which the evaluation's train/test overlap guard would rightly refuse)."""
+    from caloforge.simulate.ds1 import make_ds1_file
+
+    path = make_ds1_file("atlas-ds1-pions", 200, tmp_path / "soft.h5", energy_range=(256.0, 256.0), seed=5)
+    with h5py.File(path) as h:
+        showers, energies = h["showers"][:], h["incident_energies"][:, 0]
+    stopped = np.isclose(showers.sum(1), energies, rtol=1e-5)  # ranged out: all of E_inc along the track
+    assert stopped.sum() > 20
+    assert len({row.tobytes() for row in showers}) == len(showers)
+    per_layer = showers[stopped].reshape(stopped.sum(), -1)
+    assert per_layer.std(0).max() > 0.05 * per_layer.mean(0).max()  # the track signal itself fluctuates
+
+
 @pytest.mark.parametrize("preset", ["atlas-ds1-photons", "atlas-ds1-pions"])
 def test_ds1_presets_write_official_layout_files(preset, tmp_path):
     from caloforge.data.reader import ShowerFile

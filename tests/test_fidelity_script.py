@@ -135,3 +135,33 @@ def test_fpd_and_kpd_draws_never_exceed_the_smaller_sample(fidelity):
         n = min(n_ref, n_gen)
         assert fpd_opts["min_samples"] < fpd_opts["max_samples"] == n
         assert kpd_opts["batch_size"] == n
+
+
+def _challenge_sets():
+    import sys
+
+    sys.path.insert(0, str(SCRIPT.parent))  # it imports machine and fidelity as siblings
+    spec = importlib.util.spec_from_file_location("challenge_sets_bench", SCRIPT.parent / "challenge_sets.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_challenge_sets_rows_pair_x_and_v_at_each_patch_after_the_floor():
+    cs = _challenge_sets()
+    rows = cs.rows("ds3", 8, ["5x10x6", "9x10x6"])
+    assert rows[0][1] == "par04-siw-ds3-floor" and rows[0][2][:2] == ["--baseline", "geant4-train"]
+    runs = [r[2] for r in rows[1:]]
+    assert [a[-2:] for a in runs] == [[f"model.patch=[{p}]", f"objective.prediction={x}"]
+                                      for p in ("5,10,6", "9,10,6") for x in ("x", "v")]
+    for args in runs:  # every DS3 row: the recipe CaloArt's question is asked of, at the given budget
+        load_recipe(args[1], args[-2:])
+        assert args[:4] == ["--recipe", "cpu-ds3-largepatch", "--budget-min", "8"]
+    assert [r[1] for r in cs.rows("ds1", 5, [])] == ["atlas-ds1-photons-floor", "atlas-ds1-photons",
+                                                      "atlas-ds1-pions-floor", "atlas-ds1-pions"]
+
+
+@pytest.mark.parametrize("text", ["5x10", "5x0x6", "axbxc"])
+def test_challenge_sets_refuses_a_malformed_patch(text):
+    with pytest.raises(SystemExit, match="ZxAxR"):
+        _challenge_sets().parse_patch(text)

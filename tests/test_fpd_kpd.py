@@ -219,3 +219,19 @@ def test_non_finite_kernel_sums_are_refused():
     gen = np.full((50, 2), 1e300)
     with pytest.raises(MetricRefused):
         kpd(real, gen, num_batches=2, batch_size=20)
+
+
+def test_the_in_loop_distance_leaves_out_a_round_off_column_instead_of_blowing_up():
+    from caloforge.evaluation.fpd_kpd import frechet_distance, normalise_features, sample_frechet_distance
+
+    rng = np.random.default_rng(4)
+    real, gen = rng.normal(1, 1, (300, 3)), rng.normal(1.2, 1, (300, 3))
+    real[:, 1] = 5.8e-9  # the width of a layer with one voxel in every reference shower (cld-like, layer 36)
+    gen[:, 1] = rng.uniform(0, 0.2, 300)
+    x, y = normalise_features(real, gen)
+    unguarded = frechet_distance(x.mean(0), np.cov(x, rowvar=False), y.mean(0), np.cov(y, rowvar=False), method="eigh")
+    assert unguarded > 1e12  # what the adaptation study's cld-like rows showed
+    xk, yk = normalise_features(real[:, [0, 2]], gen[:, [0, 2]])
+    expected = frechet_distance(xk.mean(0), np.cov(xk, rowvar=False), yk.mean(0), np.cov(yk, rowvar=False),
+                                method="eigh")
+    assert sample_frechet_distance(real, gen) == pytest.approx(expected) and expected < 1.0

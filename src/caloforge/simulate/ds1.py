@@ -13,11 +13,12 @@ the ``lar-pb`` preset (ATLAS-like Pb/LAr). Energies are at the EM scale: a conta
   each layer's depth; the GFlash radial two-component profile at the layer's centre depth, integrated over each
   layer's own r bins (in Moliere radii). Energy lost in dead material is not recorded.
 * Pions, a documented hadronic approximation (not a hadronic shower model): the pion travels an exponential
-  distance (mean 1 lambda) depositing a MIP signal (0.3 GeV per lambda) in the innermost ring; at the interaction a
-  fluctuating fraction f_em (mean 1 - (E / 1 GeV)^(k - 1), k = 0.82, Groom's power law) becomes an EM shower
-  (GFlash from the interaction depth); the rest is hadronic: a Gamma profile in lambda with maximum at
-  0.2 ln(E/GeV) + 0.7 lambda after the interaction (PDG), a wide two-component radial profile (core 40 mm, halo
-  200 mm) and a visible response h/e = 0.6 (non-compensation), with a 50 %/sqrt(E) stochastic term.
+  distance (mean 1 lambda) depositing a MIP signal (0.3 GeV per lambda, a Landau-like 20 % fluctuation per layer) in
+  the innermost ring; at the interaction a fluctuating fraction f_em (mean 1 - (E / 1 GeV)^(k - 1), k = 0.82, Groom's
+  power law) becomes an EM shower (GFlash from the interaction depth); the rest is hadronic: a Gamma profile in
+  lambda with maximum at 0.2 ln(E/GeV) + 0.7 lambda after the interaction (PDG), a wide two-component radial profile
+  (core 40 mm, halo 200 mm) and a visible response h/e = 0.6 (non-compensation), with a 50 %/sqrt(E) stochastic
+  term.
 
 Incident energies are the DS1 ones: powers of two (2^8 ... 2^22 MeV) inside the requested range, drawn uniformly.
 """
@@ -51,6 +52,8 @@ EM_STOCHASTIC = 0.10  # sigma/E = a / sqrt(E/GeV) of the EM calorimeter
 HAD_STOCHASTIC = 0.50
 H_OVER_E = 0.6
 MIP_GEV_PER_LAMBDA = 0.3
+MIP_LANDAU_WIDTH = 0.2  # relative spread of a MIP layer signal (sampling layers: tens of per cent)
+MOYAL_MEAN, MOYAL_SD = 0.5772156649 + math.log(2.0), math.pi / math.sqrt(2.0)
 GROOM_K = 0.82
 HAD_RADII_MM = (40.0, 200.0, 0.5)  # core radius, halo radius, core weight
 DS1_ENERGIES_MEV = 2.0 ** np.arange(8, 23)
@@ -125,12 +128,23 @@ def _had_voxel_probabilities(geo: Geometry, e_gev: float, start_lambda: float) -
     return np.concatenate(out)
 
 
-def _mip_voxels(geo: Geometry, interaction_lambda: float) -> np.ndarray:
-    """MIP energy (V,) in MeV of the pion track before it interacts: innermost ring, spread over alpha."""
+def _landau_factors(rng: np.random.Generator, n: int) -> np.ndarray:
+    """(n,) Landau-like factors of mean ~1: a Moyal variate (-ln Z^2, Z ~ N(0, 1)) centred on its mean
+    (Euler gamma + ln 2) and scaled to a relative width of MIP_LANDAU_WIDTH; long upper tail, floor 0.3."""
+    moyal = -np.log(np.maximum(rng.standard_normal(n) ** 2, 1e-300))
+    return np.maximum(1.0 + MIP_LANDAU_WIDTH / MOYAL_SD * (moyal - MOYAL_MEAN), 0.3)
+
+
+def _mip_voxels(geo: Geometry, interaction_lambda: float, rng: np.random.Generator) -> np.ndarray:
+    """MIP energy (V,) in MeV of the pion track before it interacts: innermost ring, spread over alpha, each layer
+    crossing with its own Landau-like fluctuation (without it every pion that ranges out before interacting would
+    leave the identical shower, so a file would hold exact duplicates)."""
+    layers = list(_layers(geo))
+    factors = _landau_factors(rng, len(layers))
     out = []
-    for lid, layer in _layers(geo):
+    for (lid, layer), factor in zip(layers, factors):
         l0, l1 = STACK[lid][2:]
-        e = 1e3 * MIP_GEV_PER_LAMBDA * max(min(l1, interaction_lambda) - l0, 0.0)
+        e = factor * 1e3 * MIP_GEV_PER_LAMBDA * max(min(l1, interaction_lambda) - l0, 0.0)
         ring = np.zeros(layer.n_r)
         ring[0] = e / layer.n_alpha
         out.append(np.tile(ring, layer.n_alpha))
@@ -162,7 +176,7 @@ def shower(spec: DS1Spec, e_mev: float, rng: np.random.Generator) -> np.ndarray:
     lam = float(rng.exponential(1.0))
     mean_fem = 1.0 - max(e_gev, 1.0) ** (GROOM_K - 1.0)
     f_em = float(rng.beta(1.0 + 8.0 * mean_fem, 1.0 + 8.0 * (1.0 - mean_fem))) if mean_fem > 0 else 0.0
-    mip = _mip_voxels(geo, lam)
+    mip = _mip_voxels(geo, lam, rng)
     if mip.sum() > e_mev:  # a soft pion ranges out before it interacts: it cannot lose more than it has
         mip *= e_mev / mip.sum()
     e_left = e_mev - mip.sum()  # the track's ionisation is taken from the incident energy

@@ -49,7 +49,7 @@ class InLoopQuality(Callback):
 
     def measure(self, model, ema, seed: int = 12345) -> dict:
         from caloforge.evaluation.features import compute_hlf, hlf_vector
-        from caloforge.evaluation.fpd_kpd import frechet_distance, normalise_features
+        from caloforge.evaluation.fpd_kpd import sample_frechet_distance
 
         gen = self._generator(model, ema)
         x = self.extras
@@ -57,9 +57,7 @@ class InLoopQuality(Callback):
                                   seed=seed, batch_size=500)
         geometry = self.parts[3]
         fake = hlf_vector(compute_hlf(showers, self.energies, geometry), geometry)
-        real, fake = normalise_features(self.ref, fake)
-        fd = frechet_distance(real.mean(0), np.cov(real, rowvar=False), fake.mean(0), np.cov(fake, rowvar=False),
-                              method="eigh")
+        fd = sample_frechet_distance(self.ref, fake)
         response = float(np.mean(showers.sum(1) / self.energies)) / self.ref_response - 1.0
         return {"quality_fd_x1e3": 1e3 * float(fd), "quality_response_bias": response,
                 "quality_showers": len(self.energies)}
