@@ -249,13 +249,19 @@ def degenerate_columns(real, gen, tol: float = DEGENERATE_MAX) -> np.ndarray:
     return np.flatnonzero((mr > 0) & (mr <= tol) & (mg > 10 * mr))
 
 
+def guard_split(real, gen) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, dropped) column indices under the degenerate-column guard: the one place both users split them."""
+    drop = degenerate_columns(real, gen)
+    return np.setdiff1d(np.arange(np.shape(real)[1]), drop), drop
+
+
 def sample_frechet_distance(real, gen) -> float:
     """The plain Fréchet distance of two finite samples (no extrapolation; the eigh trace) after the report's guard
     (degenerate reference columns left out) and jetnet's normalisation: a quick number for comparing training steps.
     Without the guard, a column that is ~0 in every reference shower (the width of a layer that only ever holds one
     voxel: sqrt of a round-off variance, ~1e-9) is divided by that ~0 and swamps the distance (~1e13)."""
     real, gen = _check_pair(real, gen)
-    keep = np.setdiff1d(np.arange(real.shape[1]), degenerate_columns(real, gen))
+    keep, _ = guard_split(real, gen)
     x, y = normalise_features(real[:, keep], gen[:, keep])
     return frechet_distance(x.mean(0), np.atleast_2d(np.cov(x, rowvar=False)), y.mean(0),
                             np.atleast_2d(np.cov(y, rowvar=False)), method="eigh")
@@ -265,9 +271,8 @@ def guarded(name: str, fn, real, gen, column_names=None, **options) -> dict:
     """``fn`` (fpd or kpd) on the non-degenerate columns, as a report entry: value/error (raw and x10^3), the dropped
     columns by name, and, when the number cannot be trusted, ``refused`` with the reason and no value."""
     real, gen = np.asarray(real), np.asarray(gen)
-    drop = degenerate_columns(real, gen)
+    keep, drop = guard_split(real, gen)
     names = list(column_names) if column_names is not None else [f"column {i}" for i in range(real.shape[1])]
-    keep = np.setdiff1d(np.arange(real.shape[1]), drop)
     entry = {"value": None, "error": None, "value_x1e3": None, "error_x1e3": None, "options": options,
              "dropped_columns": [names[i] for i in drop], "refused": None}
     try:
