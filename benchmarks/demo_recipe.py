@@ -45,6 +45,11 @@ VARIANTS = {
 }
 VARIANTS = {name: [*overrides, *OLD_LAYER] for name, overrides in VARIANTS.items()}
 VARIANTS["layer1024"] = []  # the current recipe: the layer model's own batch (layer_model.batch_size)
+# 2026-12-01, with the current layer model (run with --steps 3000 / 6000 for the learning curve)
+VARIANTS["pow25-global"] = [f"transforms={POW.replace('voxel', 'global') % 0.25}"]
+VARIANTS["old-chain"] = [f"transforms={LOG_CHAIN % 'global'}", "train.lr=2e-3"]
+VARIANTS["patch549-d96"] = ["model.patch=[5,4,9]", "model.dim=96"]
+VARIANTS["patch589-d128"] = ["model.patch=[5,8,9]", "model.dim=128"]
 
 
 def run_variant(name: str, overrides: list[str], steps: int, work: Path, n: int) -> dict:
