@@ -17,7 +17,7 @@ from caloforge.errors import CaloforgeError
 from caloforge.outputs import atomic_write_text
 
 DEFAULT_RECIPE = "tiny-fm-2s"  # best small recipe measured (docs/fidelity.md): two-stage beats tiny-fm at 10 min
-DEFAULT_MINUTES = 5.0
+DEFAULT_MINUTES = 6.0
 
 
 @dataclass
