@@ -1,10 +1,10 @@
-"""The default demo's model quality as a user gets it: `caloforge demo` with its defaults (5-minute training budget,
-~8-10 minutes in all on two cores). Opt-in with CALOFORGE_DEMO_QUALITY=1 because of that time; CI runs the same
+"""The default demo's model quality as a user gets it: `caloforge demo` with its defaults (6-minute training budget,
+~7-8 minutes in all on two idle cores). Opt-in with CALOFORGE_DEMO_QUALITY=1 because of that time; CI runs the same
 chain on tiny settings in test_demo.py.
 
-The bounds are looser than the measured level (docs/demo.md, "Measured") so that only a real regression fails:
-low-level AUC and FPD against the floor have room; the high-level AUC bound only says "not worse than today". The
-issue-17 target, high-level AUC <= 0.75, is not met by the 5-minute model and is not asserted.
+The bounds are looser than the issue-17 target (high-level AUC <= 0.75) and the measured level (docs/demo.md,
+"Measured": AUC high 0.70-0.73, low 0.55-0.56, FPD 1.1x its floor), so that a slower machine or an unlucky
+classifier split does not fail it, while a real regression (the per-voxel recipe scored 0.985 / 0.65 / 1.6x) does.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def test_the_default_demo_model_stays_within_its_measured_quality(tmp_path, monk
     entry = json.loads((out / "evaluation" / "metrics.json").read_text())["generated"][0]
     floor = json.loads((out / "floor.json").read_text())
     auc_high, auc_low = entry["classifiers"]["high"]["auc"], entry["classifiers"]["low"]["auc"]
-    assert auc_low <= 0.75, f"low-level AUC {auc_low:.3f} (measured 0.62-0.65)"
-    assert auc_high <= 0.995, f"high-level AUC {auc_high:.3f} (measured 0.985-0.990)"
+    assert auc_high <= 0.80, f"high-level AUC {auc_high:.3f} (target 0.75)"
+    assert auc_low <= 0.62, f"low-level AUC {auc_low:.3f}"
     fpd, fpd_floor = entry["fpd"]["value"], floor["fpd"]["value"]
-    assert fpd <= 2.5 * fpd_floor, f"FPD {fpd:.3f} against a floor of {fpd_floor:.3f} (measured 1.6x)"
+    assert fpd <= 1.4 * fpd_floor, f"FPD {fpd:.3f} against a floor of {fpd_floor:.3f}"

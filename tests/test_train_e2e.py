@@ -2,11 +2,13 @@
 `caloforge sample` (Heun 8 for both stages); the samples' mean E_dep/E_inc and mean longitudinal profile are within
 5 % of the data, and clearly better than with the untrained weights.
 
-Measured (6000 training showers, 1000 reference showers, 600 steps, Heun 8), tiny-fm-2s (E^0.25 voxels, lr 4e-3,
-layer model 128 x 3 on its own batch of 1024; 2026-11-30): mean E_dep/E_inc +0.7 %, relative L1 distance of the mean
-longitudinal profile 0.021; per incident-energy bin (1-5, 5-25, 25-100 GeV) the response W1 distance is 0.010
-(untrained 0.030) and the profile distance 0.028 (untrained 0.28). (With the 256 x 4 layer model on the voxel batch of
-64: +0.7 %, 0.036, 0.0085 and 0.044; the earlier log(E/E_inc) chain at lr 2e-3: +0.6 %, 0.039, 0.009 and 0.048.)
+Measured (6000 training showers, 1000 reference showers, 600 steps, Heun 8), tiny-fm-2s (E^0.25 voxels standardised
+globally, batch 32, lr 4e-3, layer model 128 x 3 on its own batch of 1024; 2026-12-01): mean E_dep/E_inc +0.7 %,
+relative L1 distance of the mean longitudinal profile 0.021; per incident-energy bin (1-5, 5-25, 25-100 GeV) the
+response W1 distance is 0.010 (untrained 0.030) and the profile distance 0.028 (untrained 0.28) - the same as with
+per-voxel standardisation at batch 64 (2026-11-30): the layer model sets both. (With the 256 x 4 layer model on the
+voxel batch of 64: +0.7 %, 0.036, 0.0085 and 0.044; the earlier log(E/E_inc) chain at lr 2e-3: +0.6 %, 0.039, 0.009
+and 0.048.)
 
 The one-stage tiny-fm is not tested here because it does not meet the target: after 1200 steps its mean response is
 right only on average over energies (0.24 / 0.69 / 1.26 in the three bins vs 0.72 in Geant4) and its profile is off
