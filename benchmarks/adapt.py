@@ -274,8 +274,8 @@ def report(work: Path, out: Path) -> str:
                      f"{fpd_text} | {kpd_text} | {f['auc_high']:.3f} | {f['auc_low']:.3f} | "
                      f"{f['mem_median_ratio']:.2f} | {f['mem_frac_below_test_p1']:.3f} | "
                      f"{r['load_before'].split()[0][:5]} -> {r['load_after'].split()[0][:5]} |")
-    lines += ["", "Against the from-scratch model on the whole training part (the issue's target: its best in-loop FD "
-              "with >= 10x fewer steps and >= 10x less data):", ""] + against_full_scratch(rows)
+    lines += ["", ("Against the from-scratch model on the whole training part (the issue's target: its best in-loop FD "
+                   "with >= 10x fewer steps and >= 10x less data):"), ""] + against_full_scratch(rows)
     lines += ["", "In-loop Fréchet distance (x1e3) against optimiser steps:", ""]
     for r in rows:
         pts = ", ".join(f"{step}: {v:.3g}" for step, v in r["curve"])

@@ -96,6 +96,7 @@ def main(argv=None) -> int:
     files = {p: ensure_data(p, e, s, args.n, args.work) for p, e, s in DATA[args.which]}
     if not args.out.is_file():
         from fidelity import table_header
+
         from caloforge.outputs import atomic_write_text
 
         atomic_write_text(args.out, preamble(args.which, args.n) + "\n" + table_header() + "\n")

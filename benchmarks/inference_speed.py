@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import torch
-from machine import cpu_model
+from machine import cpu_features, cpu_model
 
 from caloforge.export.layouts import CaloChallengeLayout
 from caloforge.export.writer import export_generator
@@ -155,7 +155,7 @@ def main() -> int:
              + " ".join(sys.argv[1:]) + "`", "",
              (f"Machine: {cpu_model()}, {os.cpu_count()} logical cores (shared), torch {torch.__version__}; float32 "
               f"peak of one core taken as {PEAK_PER_CYCLE} FLOP/cycle x the reported clock = {peak:.0f} GFLOP/s "
-              "(AVX2 + FMA; no AVX-512, no bf16 or VNNI instructions). Random weights (speed only). Load average "
+              f"(two 256-bit FMA pipes); instruction sets: {cpu_features()}. Random weights (speed only). Load average "
               "(1/5/15 min) beside each row."), ""]
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)

@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from machine import cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,7 +78,7 @@ def scores(ref_layers, gen_layers, ref_e) -> tuple[float, float]:
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.model_selection import cross_val_score
 
-    f = lambda x: np.log10(x + 1e-3)  # noqa: E731
+    f = lambda x: np.log10(x + 1e-3)
     x = np.r_[np.c_[np.log(ref_e), f(ref_layers)], np.c_[np.log(ref_e), f(gen_layers)]]
     y = np.r_[np.zeros(len(ref_e)), np.ones(len(ref_e))]
     auc = cross_val_score(HistGradientBoostingClassifier(max_iter=150), x, y, cv=3, scoring="roc_auc").mean()
@@ -120,8 +119,8 @@ def main(argv=None) -> int:
     cond, test_cond = enc.encode(e_tr), enc.encode(e_te)
     ref_layers = layer_energies(np.where(x_te < thr, 0.0, x_te), geometry)
     lines = [f"# layer model alone (`python benchmarks/layer_batch.py {' '.join(argv or sys.argv[1:])}`)", "",
-             f"Machine: {os.cpu_count()} cores, {cpu_model()}; one thread; load {os.getloadavg()[0]:.1f} at start; "
-             f"{len(e_tr)} training / {len(e_te)} test showers.", "",
+             (f"Machine: {os.cpu_count()} cores, {cpu_model()}; one thread; load {os.getloadavg()[0]:.1f} at start; "
+              f"{len(e_tr)} training / {len(e_te)} test showers."), "",
              "| width x depth @ batch | steps | train CPU s | AUC (layer energies) | mean sep. power |",
              "|---|---|---|---|---|"]
     for width, depth, batch in configs:

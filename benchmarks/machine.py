@@ -15,3 +15,15 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def cpu_features(wanted=("avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_vnni")) -> str:
+    """Which of the instruction sets that decide CPU bf16/int8 speed this CPU has (hosts of one name differ)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                return ", ".join(f"{f} {'yes' if f in have else 'no'}" for f in wanted)
+    except OSError:
+        pass
+    return "flags unknown"

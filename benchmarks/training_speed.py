@@ -8,6 +8,7 @@ Variants, run in interleaved rounds (A B C ... A B C ...) on the same thread cou
   caloforge-bf16     the same under CPU bf16 autocast (only with --bf16)
   caloforge-compile  caloforge's step with the network under torch.compile (inductor; only with --compile; the
                      compile itself happens in the first round's warm-up step and is reported apart)
+  caloforge-bf16-compile  both (only with --bf16 --compile; its compile is also outside the rounds)
 Each round times --steps steps after one warm-up step; the median over rounds is reported with the load average
 before and after each round. A short loss-curve check trains a tiny caloforge model both with and without the
 levers on identical batches and noise and reports the largest relative loss difference.
@@ -26,7 +27,7 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from machine import cpu_model
+from machine import cpu_features, cpu_model
 from reference_dit import ReferenceDiT, ReferenceTrainer
 
 from caloforge.data.geometry import Geometry
@@ -98,6 +99,10 @@ def speed_rounds(args) -> dict[str, list]:
         t0 = time.perf_counter()
         variants["caloforge-compile"]()  # the compile, outside the timed rounds
         args.compile_seconds = time.perf_counter() - t0
+    if args.compile and args.bf16:
+        variants["caloforge-bf16-compile"] = partial(
+            CaloforgeStep("caloart-ds2", True, "bf16", compile=True).step, x, c)
+        variants["caloforge-bf16-compile"]()  # its own compile (bf16 graphs), also outside the rounds
     out = {k: [] for k in variants}
     for _ in range(args.rounds):
         for name, fn in variants.items():
@@ -128,7 +133,7 @@ def report(args, rounds, curves) -> str:
     med = {k: statistics.median(r[0] for r in v) for k, v in rounds.items()}
     lines = ["# Training-step speed: caloforge vs a reference implementation (benchmarks/training_speed.py)", "",
              (f"`OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '?')} python benchmarks/training_speed.py "
-             f"{' '.join(args.argv)}`; {cpu_model()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+             f"{' '.join(args.argv)}`; {cpu_model()} ({cpu_features()}), torch {torch.__version__}, {torch.get_num_threads()} threads, "
              f"caloart-ds2 (11,883,012 parameters in both), batch {args.batch}, {args.rounds} interleaved rounds of "
              f"{args.steps} steps after 1 warm-up step; fp32 unless said."), "",
              "| variant | median s/step | samples/s | speed vs reference | per-round s/step (load before-after) |",

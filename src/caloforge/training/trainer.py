@@ -300,6 +300,7 @@ def _train(recipe, tc, data_path, out, val_path, dev, info, extra_callbacks, out
                 if bar is not None:
                     bar.set_postfix(loss=f"{last_loss:.4f}")
                 t_log, n_log = now, 0
+            paused = time.perf_counter()  # validation, callbacks and checkpoints stay out of samples/s
             if info.is_main and (done % tc.val_every == 0 or done == tc.steps):
                 if val is not None:
                     state.val_loss = _ema_val_loss(objective, model, ema, val, grid, dev, layer_weight,
@@ -312,6 +313,7 @@ def _train(recipe, tc, data_path, out, val_path, dev, info, extra_callbacks, out
             stopping = distributed.any_flag(bool(asked), info)
             if done % tc.ckpt_every == 0 or done == tc.steps or stopping:
                 ckpt_path = checkpoint(done, last_loss)
+            t_log += time.perf_counter() - paused
             if stopping:
                 step, stopped_by = done, (asked[0] if asked else "another rank")
                 break
