@@ -25,6 +25,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from machine import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The evaluation runs in a child that reports its own peak RSS (RUSAGE_SELF), so cases do not mix.
@@ -82,10 +83,8 @@ def run_case(name: str, dataset: str, n: int, grid, workdir: Path, extra: list[s
 def machine() -> str:
     import torch
 
-    with open("/proc/cpuinfo") as f:
-        cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "?")
     load = os.getloadavg()
-    return (f"{os.cpu_count()} cores (`nproc`), {cpu}; torch {torch.__version__}, numpy {np.__version__}, "
+    return (f"{os.cpu_count()} cores (`nproc`), {cpu_model()}; torch {torch.__version__}, numpy {np.__version__}, "
             f"Python {platform.python_version()}; load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")
 
 

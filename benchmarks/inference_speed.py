@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import torch
-from machine import cpu_features, cpu_model
+from machine import cpu_features, cpu_flags, cpu_model
 
 from caloforge.export.layouts import CaloChallengeLayout
 from caloforge.export.writer import export_generator
@@ -35,8 +35,7 @@ from caloforge.training.recipe_io import load_recipe
 def peak_per_cycle() -> int:
     """float32 FLOP/cycle/core: 2 FMA pipes x lanes x 2, lanes of the widest vectors the CPU lists (AVX2: 8,
     AVX-512: 16). An assumption: a core that splits AVX-512 into two 256-bit halves (Zen 4) has half of it."""
-    flags = Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").exists() else []
-    return 64 if "avx512f" in flags else 32
+    return 64 if "avx512f" in cpu_flags() else 32
 
 
 def load() -> str:

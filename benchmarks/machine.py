@@ -17,13 +17,20 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def cpu_features(wanted=("avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_vnni")) -> str:
-    """Which of the instruction sets that decide CPU bf16/int8 speed this CPU has (hosts of one name differ)."""
+def cpu_flags() -> set[str]:
+    """The instruction-set flags /proc/cpuinfo lists (empty where there is none)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("flags"):
-                have = set(line.split(":", 1)[1].split())
-                return ", ".join(f"{f} {'yes' if f in have else 'no'}" for f in wanted)
+                return set(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return "flags unknown"
+    return set()
+
+
+def cpu_features(wanted=("avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_vnni")) -> str:
+    """Which of the instruction sets that decide CPU bf16/int8 speed this CPU has (hosts of one name differ)."""
+    have = cpu_flags()
+    if not have:
+        return "flags unknown"
+    return ", ".join(f"{f} {'yes' if f in have else 'no'}" for f in wanted)
